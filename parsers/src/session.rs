@@ -1,0 +1,1 @@
+//! Session dispatch. Being written.

@@ -1,1 +1,15 @@
-//! apitap-capture.
+//! # apitap-capture
+//!
+//! Bytes in, ordered byte streams out. This crate owns everything below the application layer:
+//! packet sources ([`source`]: libpcap live interfaces and pcap/pcapng files), link and network
+//! decoding ([`decode`]), connection tracking ([`flow`]) and passive TCP reassembly
+//! ([`reassembly`], [`seq`]; RFC 9293). It knows nothing of HTTP: the application layer plugs in
+//! through [`flow::FlowHandler`].
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod flow;
+pub mod reassembly;
+pub mod seq;
+pub mod source;

@@ -1,0 +1,691 @@
+//! The bidirectional flow table: TCP segments in, per-connection ordered stream events out.
+//!
+//! Owns connection tracking (RFC 9293 §3.3.2 states as far as a passive observer can know
+//! them): which side is the client, when a connection starts and ends, and the two
+//! [`HalfStream`]s of each connection. The application layer plugs in through [`FlowHandler`]
+//! and keeps its per-connection state inside the table's entry, so one lookup per packet
+//! serves reassembly and parsing alike.
+//!
+//! Who is the client: the sender of a SYN without ACK; else the receiver of a SYN-ACK; else
+//! (midstream) the side whose first payload the handler recognises as a request (or the other
+//! side of one it recognises as a response); else the side with the higher port.
+//!
+//! Resources: at most [`FlowConfig::max_flows`] connections. When full, the oldest idle one is
+//! evicted (second-chance queue, O(1) amortised) and counted; connections idle longer than
+//! [`FlowConfig::idle_timeout_us`] of capture time are closed by a periodic sweep.
+use crate::decode::TcpSegment;
+use crate::reassembly::{HalfStream, HeldBudget, ReassemblyConfig, ReassemblyStats, StreamEvent};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// Direction of bytes within a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → server.
+    ToServer,
+    /// Server → client.
+    ToClient,
+}
+
+/// Normalised 5-tuple (TCP implied): the lower (address, port) first, so both directions of a
+/// connection hash alike. The VLAN id keeps overlapping address spaces apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    lo: SocketAddr,
+    hi: SocketAddr,
+    vlan: Option<u16>,
+}
+
+impl FlowKey {
+    /// The key of the connection `seg` belongs to, and whether `seg` travels lo → hi.
+    pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, bool) {
+        let a = SocketAddr::new(seg.src, seg.sport);
+        let b = SocketAddr::new(seg.dst, seg.dport);
+        if (a.ip(), a.port()) <= (b.ip(), b.port()) {
+            (
+                FlowKey {
+                    lo: a,
+                    hi: b,
+                    vlan: seg.vlan,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    lo: b,
+                    hi: a,
+                    vlan: seg.vlan,
+                },
+                false,
+            )
+        }
+    }
+
+    /// A hash that is the same for both directions and independent of the process's hasher
+    /// seed, for spreading flows over workers.
+    pub fn symmetric_hash(&self) -> u64 {
+        fn mix(mut h: u64, x: u64) -> u64 {
+            h ^= x;
+            h = h.wrapping_mul(0x100000001b3);
+            h ^ (h >> 29)
+        }
+        let mut h = 0xcbf29ce484222325u64;
+        for sa in [self.lo, self.hi] {
+            h = mix(h, u64::from(sa.port()));
+            match sa.ip() {
+                IpAddr::V4(v) => h = mix(h, u64::from(u32::from(v))),
+                IpAddr::V6(v) => {
+                    let x = u128::from(v);
+                    h = mix(h, x as u64);
+                    h = mix(h, (x >> 64) as u64);
+                }
+            }
+        }
+        h
+    }
+}
+
+/// What the application layer learns about a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// Sequential id, unique within one flow table.
+    pub id: u64,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The server's address.
+    pub server: SocketAddr,
+    /// VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// Capture time of the first packet (µs).
+    pub first_ts_us: i64,
+    /// Whether the handshake (a SYN) was seen.
+    pub handshake_seen: bool,
+}
+
+/// Per-chunk metadata handed to the handler with data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Capture time of the segment that carried the bytes (µs).
+    pub ts_us: i64,
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// The segment's acknowledgement as an offset into the peer's stream (see the parsers'
+    /// `ChunkMeta::peer_ack`).
+    pub peer_ack: Option<u64>,
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both FINs seen and delivered.
+    Fin,
+    /// A RST.
+    Rst,
+    /// Idle longer than the timeout.
+    Idle,
+    /// Evicted to make room (the table was full).
+    Evicted,
+    /// A new SYN reused the 5-tuple.
+    Reused,
+    /// End of input.
+    Shutdown,
+}
+
+/// The application layer's view of connections.
+pub trait FlowHandler {
+    /// Per-connection state (e.g. an HTTP session).
+    type State;
+    /// A connection was created.
+    fn open(&mut self, flow: &FlowInfo) -> Self::State;
+    /// Classifies the first payload of a midstream connection: `Some(true)` if it is what a
+    /// client sends (a request), `Some(false)` if a server's (a response), `None` if unsure.
+    fn classify(&self, payload: &[u8]) -> Option<bool>;
+    /// In-order stream bytes.
+    fn data(
+        &mut self,
+        st: &mut Self::State,
+        flow: &FlowInfo,
+        dir: Direction,
+        data: &[u8],
+        info: ChunkInfo,
+    );
+    /// `len` bytes of `dir` were lost.
+    fn gap(&mut self, st: &mut Self::State, flow: &FlowInfo, dir: Direction, len: u64);
+    /// The connection ended; everything held has been delivered.
+    fn close(&mut self, st: Self::State, flow: &FlowInfo, reason: CloseReason);
+}
+
+/// Flow table limits.
+///
+/// ```toml
+/// [flows]
+/// max_flows = 262144          # concurrent connections tracked
+/// idle_timeout_secs = 120     # capture-time idleness before a connection is closed
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Concurrent connections tracked; beyond, the oldest idle is evicted.
+    pub max_flows: usize,
+    /// Idle time (capture clock, µs) after which a connection is closed.
+    pub idle_timeout_us: i64,
+    /// Out-of-order store limits.
+    pub reassembly: ReassemblyConfig,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 256 * 1024,
+            idle_timeout_us: 120_000_000,
+            reassembly: ReassemblyConfig::default(),
+        }
+    }
+}
+
+/// Flow-table counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Connections created.
+    pub flows_created: u64,
+    /// Connections closed, by reason.
+    pub closed_fin: u64,
+    /// Closed by RST.
+    pub closed_rst: u64,
+    /// Closed idle.
+    pub closed_idle: u64,
+    /// Evicted because the table was full.
+    pub evicted: u64,
+    /// Closed because a new SYN reused the tuple.
+    pub closed_reused: u64,
+    /// Closed at the end of input.
+    pub closed_shutdown: u64,
+    /// Connections whose handshake was seen.
+    pub with_handshake: u64,
+    /// Connections picked up midstream.
+    pub midstream: u64,
+    /// Packets without payload or SYN for an unknown connection (ignored, no flow created).
+    pub untracked_packets: u64,
+    /// Most connections tracked at once.
+    pub peak_flows: u64,
+    /// Reassembly counters.
+    pub reassembly: ReassemblyStats,
+    /// Peak bytes held out of order across all flows.
+    pub peak_held_bytes: u64,
+}
+
+struct Entry<S> {
+    info: FlowInfo,
+    /// Whether the key's `lo` side is the client.
+    lo_is_client: bool,
+    /// Client's and server's half streams.
+    to_server: HalfStream,
+    to_client: HalfStream,
+    last_ts_us: i64,
+    touched: bool,
+    rst: bool,
+    state: Option<S>,
+}
+
+/// The flow table.
+pub struct FlowTable<H: FlowHandler> {
+    cfg: FlowConfig,
+    map: HashMap<FlowKey, Entry<H::State>>,
+    order: VecDeque<(FlowKey, u64)>,
+    next_id: u64,
+    budget: HeldBudget,
+    last_sweep_us: i64,
+    now_us: i64,
+    stats: FlowStats,
+    /// The application layer.
+    pub handler: H,
+}
+
+impl<H: FlowHandler> FlowTable<H> {
+    /// An empty table.
+    pub fn new(cfg: FlowConfig, handler: H) -> Self {
+        FlowTable {
+            cfg,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            next_id: 0,
+            budget: HeldBudget::default(),
+            last_sweep_us: i64::MIN,
+            now_us: i64::MIN,
+            stats: FlowStats::default(),
+            handler,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> FlowStats {
+        let mut s = self.stats.clone();
+        s.peak_held_bytes = self.budget.peak as u64;
+        s
+    }
+
+    /// Connections currently tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no connection is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Processes one decoded TCP segment captured at `ts_us`.
+    pub fn process(&mut self, seg: &TcpSegment<'_>, ts_us: i64) {
+        self.now_us = self.now_us.max(ts_us);
+        self.maybe_sweep();
+        let (key, from_lo) = FlowKey::of(seg);
+        let is_syn = seg.flags.syn && !seg.flags.ack;
+        if is_syn {
+            if let Some(e) = self.map.get(&key) {
+                // A fresh SYN (not a retransmission of the one that opened this entry) on a
+                // tuple that carried data or ended starts a new connection.
+                let done = e.rst || (e.to_server.finished() && e.to_client.finished());
+                let used = e.to_server.next_offset() > 0 || e.to_client.next_offset() > 0;
+                let retransmit = e.to_server.offset_of(seg.seq.wrapping_add(1)) == Some(0);
+                if (done || used) && !retransmit {
+                    self.close_key(&key, CloseReason::Reused);
+                }
+            }
+        }
+        let created = !self.map.contains_key(&key);
+        if created {
+            if seg.payload.is_empty() && !seg.flags.syn {
+                // A bare ACK/FIN/RST of a connection we do not track: nothing to learn, and
+                // creating flows for them would let a scan fill the table.
+                self.stats.untracked_packets += 1;
+                return;
+            }
+            self.create(key, from_lo, seg, ts_us);
+        }
+        let cfg = self.cfg.reassembly;
+        let Some(e) = self.map.get_mut(&key) else {
+            return;
+        };
+        e.last_ts_us = ts_us;
+        // Eviction's second chance is for flows active after they were queued.
+        e.touched |= !created;
+        let dir = if from_lo == e.lo_is_client {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let (this, peer) = match dir {
+            Direction::ToServer => (&mut e.to_server, &mut e.to_client),
+            Direction::ToClient => (&mut e.to_client, &mut e.to_server),
+        };
+        if seg.flags.ack {
+            peer.peer_ack(seg.ack);
+        }
+        let peer_ack = if seg.flags.ack {
+            peer.offset_of(seg.ack)
+        } else {
+            None
+        };
+        let info = e.info;
+        let handler = &mut self.handler;
+        let stats = &mut self.stats.reassembly;
+        let budget = &mut self.budget;
+        let Some(state) = e.state.as_mut() else {
+            return;
+        };
+        this.segment(
+            seg.seq,
+            seg.flags.syn,
+            seg.flags.fin,
+            seg.payload,
+            seg.wire_len,
+            ts_us,
+            &cfg,
+            budget,
+            stats,
+            &mut |ev| emit(handler, state, &info, dir, ev, peer_ack),
+        );
+        // Holes the peer has acknowledged, in either direction.
+        let (a, b) = (&mut e.to_server, &mut e.to_client);
+        a.tick(&cfg, stats, budget, &mut |ev| {
+            emit(handler, state, &info, Direction::ToServer, ev, None)
+        });
+        b.tick(&cfg, stats, budget, &mut |ev| {
+            emit(handler, state, &info, Direction::ToClient, ev, None)
+        });
+        if seg.flags.rst {
+            e.rst = true;
+        }
+        let finished = e.to_server.finished() && e.to_client.finished();
+        if e.rst {
+            self.close_key(&key, CloseReason::Rst);
+        } else if finished {
+            self.close_key(&key, CloseReason::Fin);
+        }
+    }
+
+    fn create(&mut self, key: FlowKey, from_lo: bool, seg: &TcpSegment<'_>, ts_us: i64) {
+        if self.map.len() >= self.cfg.max_flows {
+            self.evict_one();
+        }
+        let sender_is_client = if seg.flags.syn {
+            !seg.flags.ack
+        } else if let Some(c) = self.handler.classify(seg.payload) {
+            c
+        } else {
+            seg.sport > seg.dport
+        };
+        let lo_is_client = from_lo == sender_is_client;
+        let (client, server) = if lo_is_client {
+            (key.lo, key.hi)
+        } else {
+            (key.hi, key.lo)
+        };
+        self.next_id += 1;
+        let info = FlowInfo {
+            id: self.next_id,
+            client,
+            server,
+            vlan: key.vlan,
+            first_ts_us: ts_us,
+            handshake_seen: seg.flags.syn,
+        };
+        self.stats.flows_created += 1;
+        if seg.flags.syn {
+            self.stats.with_handshake += 1;
+        } else {
+            self.stats.midstream += 1;
+        }
+        let state = self.handler.open(&info);
+        self.map.insert(
+            key,
+            Entry {
+                info,
+                lo_is_client,
+                to_server: HalfStream::default(),
+                to_client: HalfStream::default(),
+                last_ts_us: ts_us,
+                touched: false,
+                rst: false,
+                state: Some(state),
+            },
+        );
+        self.order.push_back((key, info.id));
+        self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
+        // Stale queue entries of closed flows are skipped lazily; keep them from piling up.
+        if self.order.len() > 2 * self.map.len() + 1024 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, id)| map.get(k).is_some_and(|e| e.info.id == *id));
+        }
+    }
+
+    fn evict_one(&mut self) {
+        // Second chance: a flow touched since it was last queued goes to the back once.
+        for _ in 0..2 * self.order.len() + 1 {
+            let Some((k, id)) = self.order.pop_front() else {
+                return;
+            };
+            let Some(e) = self.map.get_mut(&k) else {
+                continue;
+            };
+            if e.info.id != id {
+                continue;
+            }
+            if e.touched {
+                e.touched = false;
+                self.order.push_back((k, id));
+                continue;
+            }
+            self.close_key(&k, CloseReason::Evicted);
+            return;
+        }
+    }
+
+    fn maybe_sweep(&mut self) {
+        let every = (self.cfg.idle_timeout_us / 4).max(1_000_000);
+        if self.last_sweep_us != i64::MIN && self.now_us - self.last_sweep_us < every {
+            return;
+        }
+        if self.last_sweep_us == i64::MIN {
+            self.last_sweep_us = self.now_us;
+            return;
+        }
+        self.last_sweep_us = self.now_us;
+        let deadline = self.now_us - self.cfg.idle_timeout_us;
+        let idle: Vec<FlowKey> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.last_ts_us < deadline)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in idle {
+            self.close_key(&k, CloseReason::Idle);
+        }
+    }
+
+    /// Closes every connection (end of input).
+    pub fn close_all(&mut self) {
+        let keys: Vec<FlowKey> = self.map.keys().copied().collect();
+        for k in keys {
+            self.close_key(&k, CloseReason::Shutdown);
+        }
+        self.order.clear();
+    }
+
+    fn close_key(&mut self, key: &FlowKey, reason: CloseReason) {
+        let Some(mut e) = self.map.remove(key) else {
+            return;
+        };
+        match reason {
+            CloseReason::Fin => self.stats.closed_fin += 1,
+            CloseReason::Rst => self.stats.closed_rst += 1,
+            CloseReason::Idle => self.stats.closed_idle += 1,
+            CloseReason::Evicted => self.stats.evicted += 1,
+            CloseReason::Reused => self.stats.closed_reused += 1,
+            CloseReason::Shutdown => self.stats.closed_shutdown += 1,
+        }
+        let info = e.info;
+        let handler = &mut self.handler;
+        let stats = &mut self.stats.reassembly;
+        let budget = &mut self.budget;
+        let Some(mut state) = e.state.take() else {
+            return;
+        };
+        e.to_server.close(stats, budget, &mut |ev| {
+            emit(handler, &mut state, &info, Direction::ToServer, ev, None)
+        });
+        e.to_client.close(stats, budget, &mut |ev| {
+            emit(handler, &mut state, &info, Direction::ToClient, ev, None)
+        });
+        handler.close(state, &info, reason);
+    }
+}
+
+fn emit<H: FlowHandler>(
+    h: &mut H,
+    st: &mut H::State,
+    info: &FlowInfo,
+    dir: Direction,
+    ev: StreamEvent<'_>,
+    peer_ack: Option<u64>,
+) {
+    match ev {
+        StreamEvent::Data {
+            data,
+            offset,
+            ts_us,
+        } => h.data(
+            st,
+            info,
+            dir,
+            data,
+            ChunkInfo {
+                ts_us,
+                offset,
+                peer_ack,
+            },
+        ),
+        StreamEvent::Gap { len, .. } => h.gap(st, info, dir, len),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+    use std::net::Ipv4Addr;
+
+    #[derive(Default)]
+    struct Rec {
+        log: Vec<String>,
+    }
+
+    impl FlowHandler for Rec {
+        type State = (u64, String, String);
+        fn open(&mut self, f: &FlowInfo) -> Self::State {
+            (f.id, String::new(), String::new())
+        }
+        fn classify(&self, p: &[u8]) -> Option<bool> {
+            if p.starts_with(b"GET ") {
+                Some(true)
+            } else if p.starts_with(b"HTTP/") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        fn data(
+            &mut self,
+            st: &mut Self::State,
+            _: &FlowInfo,
+            d: Direction,
+            b: &[u8],
+            _: ChunkInfo,
+        ) {
+            let s = if d == Direction::ToServer {
+                &mut st.1
+            } else {
+                &mut st.2
+            };
+            s.push_str(&String::from_utf8_lossy(b));
+        }
+        fn gap(&mut self, st: &mut Self::State, _: &FlowInfo, d: Direction, len: u64) {
+            let s = if d == Direction::ToServer {
+                &mut st.1
+            } else {
+                &mut st.2
+            };
+            s.push_str(&format!("[{len}]"));
+        }
+        fn close(&mut self, st: Self::State, f: &FlowInfo, r: CloseReason) {
+            self.log.push(format!(
+                "{} {}->{} {:?} c:{} s:{}",
+                st.0, f.client, f.server, r, st.1, st.2
+            ));
+        }
+    }
+
+    fn seg(
+        src: u16,
+        dst: u16,
+        seq: u32,
+        ack: u32,
+        flags: &str,
+        payload: &'static [u8],
+    ) -> TcpSegment<'static> {
+        TcpSegment {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, if src == 80 { 2 } else { 1 })),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, if dst == 80 { 2 } else { 1 })),
+            sport: src,
+            dport: dst,
+            seq,
+            ack,
+            flags: TcpFlags {
+                syn: flags.contains('S'),
+                ack: flags.contains('A'),
+                fin: flags.contains('F'),
+                rst: flags.contains('R'),
+            },
+            payload,
+            wire_len: payload.len() as u32,
+            vlan: None,
+        }
+    }
+
+    #[test]
+    fn handshake_exchange_and_fin_close() {
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        t.process(&seg(5555, 80, 100, 0, "S", b""), 1);
+        t.process(&seg(80, 5555, 900, 101, "SA", b""), 2);
+        t.process(&seg(5555, 80, 101, 901, "A", b"GET /"), 3);
+        t.process(&seg(80, 5555, 901, 106, "A", b"HTTP/1.1 200"), 4);
+        t.process(&seg(5555, 80, 106, 913, "FA", b""), 5);
+        t.process(&seg(80, 5555, 913, 107, "FA", b""), 6);
+        assert_eq!(
+            t.handler.log,
+            ["1 10.0.0.1:5555->10.0.0.2:80 Fin c:GET / s:HTTP/1.1 200"]
+        );
+        assert!(t.is_empty());
+        // the last ACK of the closed connection must not create a new flow
+        t.process(&seg(5555, 80, 107, 914, "A", b""), 7);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().untracked_packets, 1);
+    }
+
+    #[test]
+    fn midstream_client_found_from_a_response_on_a_low_port_client() {
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        // server on the *higher* port: the port rule alone would get it wrong
+        t.process(&seg(80, 5555, 7, 1, "A", b"HTTP/1.1 200"), 1);
+        t.process(&seg(5555, 80, 1, 19, "RA", b""), 2);
+        assert_eq!(t.handler.log.len(), 1);
+        assert!(
+            t.handler.log[0].contains("10.0.0.1:5555->10.0.0.2:80"),
+            "{:?}",
+            t.handler.log
+        );
+    }
+
+    #[test]
+    fn rst_closes_and_table_cap_evicts_oldest_idle() {
+        let cfg = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg, Rec::default());
+        t.process(&seg(1001, 80, 1, 0, "S", b""), 1);
+        t.process(&seg(1002, 80, 1, 0, "S", b""), 2);
+        t.process(&seg(1001, 80, 2, 0, "A", b"GET /a"), 3); // touches flow 1
+        t.process(&seg(1003, 80, 1, 0, "S", b""), 4); // table full: flow 2 is the oldest idle
+        assert_eq!(t.stats().evicted, 1);
+        assert!(t.handler.log[0].starts_with("2 "), "{:?}", t.handler.log);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn idle_flows_time_out_on_capture_clock() {
+        let cfg = FlowConfig {
+            idle_timeout_us: 10_000_000,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg, Rec::default());
+        t.process(&seg(1001, 80, 1, 0, "A", b"GET /x"), 0);
+        t.process(&seg(1002, 80, 1, 0, "A", b"GET /y"), 5_000_000);
+        t.process(&seg(1002, 80, 7, 0, "A", b" "), 12_000_000);
+        assert_eq!(t.stats().closed_idle, 1);
+        assert_eq!(t.len(), 1);
+        t.close_all();
+        assert_eq!(t.handler.log.len(), 2);
+    }
+
+    #[test]
+    fn symmetric_hash_is_direction_free() {
+        let a = seg(5555, 80, 0, 0, "A", b"x");
+        let b = seg(80, 5555, 0, 0, "A", b"x");
+        assert_eq!(
+            FlowKey::of(&a).0.symmetric_hash(),
+            FlowKey::of(&b).0.symmetric_hash()
+        );
+    }
+}

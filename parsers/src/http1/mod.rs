@@ -1,1 +1,1155 @@
-//! HTTP/1.1 (RFC 9112). Being written.
+//! HTTP/1.x over one reassembled connection: message framing and request/response pairing.
+//!
+//! Implements, as a passive observer, RFC 9112 §2–§4 (message format, request line, status line;
+//! heads parsed by `httparse` in its lenient modes, since a sensor must read what real servers
+//! accept), §6.3 (message body length: Transfer-Encoding, Content-Length, close-delimited, and the
+//! no-body cases HEAD, 1xx, 204, 304, 2xx to CONNECT), §7.1 (chunked coding with trailers) and
+//! §9.3 (pipelining: responses answer requests in order). RFC 9110 §15.2 interim responses
+//! (`100 Continue` then the final response) and §7.8 `Upgrade`: a `101` to `Upgrade: h2c` hands the
+//! connection to HTTP/2 (RFC 9113 §3.2), any other `101` or a successful CONNECT makes it opaque.
+//!
+//! Zero-copy where it pays: a head that arrives whole is parsed straight from the stream chunk;
+//! only a head split across segments is gathered in a small capped buffer. Body bytes are never
+//! buffered beyond the kept prefix ([`crate::ParserConfig::body_prefix_max`]).
+//!
+//! Gaps (bytes the mirror lost) are cheap when they fall inside a body whose length is known:
+//! the body is marked incomplete and parsing goes on at the right place. Anywhere else the parser
+//! **resynchronises**: it skips to the next plausible message start (a request line on the client
+//! side, a status line on the server side) that `httparse` accepts. Pairing after a resync does
+//! not trust FIFO order blindly: a response can only answer a request whose first byte the server
+//! had acknowledged when the response started, and (after losing responses) the request the
+//! client sent last before the response began.
+use crate::{
+    find_header, Body, ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol,
+    Request, Response,
+};
+use std::collections::VecDeque;
+
+/// Methods a resynchronising parser accepts as the start of a request. Detection at the start
+/// of a connection accepts any token; after a gap only well-known methods are trusted, since
+/// the scan runs over arbitrary body bytes.
+const RESYNC_METHODS: &[&[u8]] = &[
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+    b"UNLOCK ",
+    b"REPORT ",
+    b"SEARCH ",
+    b"PURGE ",
+];
+
+/// Upper bound on `max_headers` (the header array lives on the stack).
+const MAX_HEADERS_HARD: usize = 256;
+/// Longest line accepted inside chunked framing (chunk-size line with extensions, trailer field).
+const MAX_CHUNK_LINE: usize = 4096;
+/// Bytes held on the client side while an upgrade or CONNECT awaits its response.
+const MAX_HELD_UPGRADE: usize = 64 * 1024;
+
+/// Whether `data` starts like an HTTP/1 request line: a method token (letters, digits, `-`, `_`,
+/// up to 24 characters), one space, then a request-target (RFC 9112 §3).
+pub fn looks_like_request(data: &[u8]) -> bool {
+    let Some(sp) = data.iter().take(25).position(|&b| b == b' ') else {
+        return false;
+    };
+    sp > 0
+        && data[..sp]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        && data[0].is_ascii_alphabetic()
+        && data
+            .get(sp + 1)
+            .is_none_or(|&b| b == b'/' || b == b'*' || b.is_ascii_alphanumeric())
+}
+
+/// Whether `data` starts like a status line (`HTTP/1.x `, RFC 9112 §4).
+pub fn looks_like_response(data: &[u8]) -> bool {
+    let p = b"HTTP/1.";
+    let n = data.len().min(p.len());
+    data[..n] == p[..n] && data.get(7).is_none_or(|b| b.is_ascii_digit())
+}
+
+/// What the connection becomes after a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Still HTTP/1.
+    Stay,
+    /// `101` to `Upgrade: h2c`: HTTP/2 from here. `request` (stream 1) awaits its response;
+    /// `client_bytes` are client bytes already received after the upgrade request (normally the
+    /// HTTP/2 preface); `server_rest` is where HTTP/2 starts in the current server chunk.
+    H2c {
+        /// The upgraded request.
+        request: Box<Request>,
+        /// Client bytes held since the upgrade request.
+        client_bytes: Vec<u8>,
+        /// Offset in the chunk being fed at which HTTP/2 frames begin.
+        server_rest: usize,
+    },
+    /// The connection is a tunnel or another protocol from here (WebSocket, CONNECT).
+    Opaque,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(BodyKind),
+    /// Looking for the next message start; `at_start` allows one at offset 0 of the next chunk.
+    Resync {
+        at_start: bool,
+    },
+    /// Client side after an upgrade request or CONNECT: wait for the server's answer.
+    Hold,
+    /// Nothing more to parse in this direction.
+    Opaque,
+}
+
+/// One direction's framing state.
+#[derive(Debug)]
+struct Half {
+    state: State,
+    /// A head split across chunks, a chunked-framing line, or a resync candidate.
+    buf: Vec<u8>,
+    /// Where `buf`'s first byte came from.
+    buf_meta: ChunkMeta,
+    /// A resync happened since the last message of this direction was framed.
+    lost_messages: bool,
+}
+
+impl Half {
+    fn new(from_start: bool) -> Self {
+        Half {
+            state: if from_start {
+                State::Head
+            } else {
+                State::Resync { at_start: true }
+            },
+            buf: Vec::new(),
+            buf_meta: ChunkMeta::default(),
+            lost_messages: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    req: Request,
+    req_done: bool,
+    resp: Option<Response>,
+    /// No response will come for this request (lost, or skipped by pairing).
+    given_up: bool,
+    gap: bool,
+    upgrade_h2c: bool,
+    wants_upgrade: bool,
+}
+
+/// A response being read, with the id of the request it answers (`None`: orphan).
+#[derive(Debug)]
+struct CurResp {
+    resp: Response,
+    req_id: Option<u64>,
+    gap: bool,
+}
+
+/// An HTTP/1.x connection: both directions and the queue of requests awaiting responses.
+#[derive(Debug)]
+pub struct Http1Conn {
+    cfg: ParserConfig,
+    to_server: Half,
+    to_client: Half,
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    cur_resp: Option<CurResp>,
+    /// 1xx codes seen before the final response being awaited.
+    interim: Vec<u16>,
+    held_upgrade: Vec<u8>,
+}
+
+fn httparse_config() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .ignore_invalid_headers_in_responses(true)
+        .ignore_invalid_headers_in_requests(true);
+    c
+}
+
+enum Head {
+    Req(Request),
+    Resp(Response),
+}
+
+enum HeadParse {
+    Complete(usize, Head),
+    Partial,
+    Invalid,
+    TooLarge,
+}
+
+fn headers_vec(hs: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    hs.iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
+    // On the stack: a head is parsed once per message (and again per chunk while partial).
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_HARD];
+    let hbuf = &mut storage[..cfg.max_headers.clamp(8, MAX_HEADERS_HARD)];
+    let pc = httparse_config();
+    match dir {
+        Direction::ToServer => {
+            let mut r = httparse::Request::new(hbuf);
+            match pc.parse_request(&mut r, data) {
+                Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
+                    n,
+                    Head::Req(Request {
+                        method: r.method.unwrap_or_default().to_string(),
+                        target: r.path.unwrap_or_default().to_string(),
+                        version: format!("HTTP/1.{}", r.version.unwrap_or(1)),
+                        headers: headers_vec(r.headers),
+                        ..Request::default()
+                    }),
+                ),
+                Ok(httparse::Status::Partial) => HeadParse::Partial,
+                Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
+                Err(_) => HeadParse::Invalid,
+            }
+        }
+        Direction::ToClient => {
+            let mut r = httparse::Response::new(hbuf);
+            match pc.parse_response(&mut r, data) {
+                Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
+                    n,
+                    Head::Resp(Response {
+                        version: format!("HTTP/1.{}", r.version.unwrap_or(1)),
+                        status: r.code.unwrap_or(0),
+                        reason: r.reason.unwrap_or_default().to_string(),
+                        headers: headers_vec(r.headers),
+                        ..Response::default()
+                    }),
+                ),
+                Ok(httparse::Status::Partial) => HeadParse::Partial,
+                Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
+                Err(_) => HeadParse::Invalid,
+            }
+        }
+    }
+}
+
+/// Message body length from the framing headers (RFC 9112 §6.3). `None`: invalid framing.
+fn body_kind(headers: &[(String, String)], close_delimited_ok: bool) -> Option<BodyKind> {
+    let te: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(last) = te.last() {
+        // TE overrides Content-Length (§6.3 item 3), which defeats CL/TE desync tricks.
+        return if last.eq_ignore_ascii_case("chunked") {
+            Some(BodyKind::Chunked(Chunk::Size))
+        } else if close_delimited_ok {
+            Some(BodyKind::UntilClose)
+        } else {
+            None
+        };
+    }
+    let mut cl: Option<u64> = None;
+    for (n, v) in headers {
+        if !n.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        for part in v.split(',') {
+            let p = part.trim();
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let x: u64 = p.parse().ok()?;
+            if cl.is_some_and(|c| c != x) {
+                return None;
+            }
+            cl = Some(x);
+        }
+    }
+    match cl {
+        Some(n) => Some(BodyKind::Length(n)),
+        None if close_delimited_ok => Some(BodyKind::UntilClose),
+        None => Some(BodyKind::Length(0)),
+    }
+}
+
+fn header_has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn meta_at(meta: ChunkMeta, pos: usize) -> ChunkMeta {
+    ChunkMeta {
+        offset: meta.offset + pos as u64,
+        ..meta
+    }
+}
+
+impl Http1Conn {
+    /// A connection. `from_start`: the connection's first bytes are seen (a handshake was
+    /// captured); otherwise both directions first look for a message start.
+    pub fn new(cfg: ParserConfig, from_start: bool) -> Self {
+        Http1Conn {
+            cfg,
+            to_server: Half::new(from_start),
+            to_client: Half::new(from_start),
+            pending: VecDeque::new(),
+            next_id: 0,
+            cur_resp: None,
+            interim: Vec::new(),
+            held_upgrade: Vec::new(),
+        }
+    }
+
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        }
+    }
+
+    /// Feeds in-order bytes of one direction. Completed exchanges are appended to `out`.
+    pub fn on_data(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) -> Transition {
+        let mut pos = 0;
+        // Every step consumes bytes or changes state to one that will; the bound is a guard
+        // against a logic slip turning into a hang on hostile input.
+        let mut guard = 0usize;
+        while pos < data.len() {
+            guard += 1;
+            if guard > 4 * data.len() + 64 {
+                debug_assert!(false, "http1 parser made no progress");
+                break;
+            }
+            let rest = &data[pos..];
+            let m = meta_at(meta, pos);
+            let state = self.half(dir).state;
+            let (used, tr) = match state {
+                State::Opaque => {
+                    stats.opaque_bytes += rest.len() as u64;
+                    (rest.len(), Transition::Stay)
+                }
+                State::Hold => {
+                    let room = MAX_HELD_UPGRADE.saturating_sub(self.held_upgrade.len());
+                    let take = room.min(rest.len());
+                    self.held_upgrade.extend_from_slice(&rest[..take]);
+                    stats.opaque_bytes += (rest.len() - take) as u64;
+                    (rest.len(), Transition::Stay)
+                }
+                State::Resync { at_start } => {
+                    (self.resync(dir, rest, m, at_start, stats), Transition::Stay)
+                }
+                State::Head => self.head(dir, rest, m, out, stats),
+                State::Body(kind) => (self.body(dir, kind, rest, out, stats), Transition::Stay),
+            };
+            pos += used;
+            match tr {
+                Transition::Stay => {}
+                Transition::H2c {
+                    request,
+                    client_bytes,
+                    ..
+                } => {
+                    return Transition::H2c {
+                        request,
+                        client_bytes,
+                        server_rest: pos,
+                    }
+                }
+                Transition::Opaque => {
+                    stats.opaque_bytes += (data.len() - pos) as u64;
+                    return Transition::Opaque;
+                }
+            }
+        }
+        Transition::Stay
+    }
+
+    /// `len` bytes of `dir` were lost.
+    pub fn on_gap(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) {
+        stats.gap_bytes += len;
+        let state = self.half(dir).state;
+        match state {
+            State::Opaque | State::Hold => {}
+            State::Resync { .. } => {
+                self.half(dir).buf.clear();
+                self.half(dir).state = State::Resync { at_start: true };
+            }
+            State::Body(BodyKind::UntilClose) => {
+                self.with_body(dir, |b, _| {
+                    b.bytes += len;
+                    b.incomplete = true;
+                });
+            }
+            State::Body(BodyKind::Length(rem)) if len <= rem => {
+                self.with_body(dir, |b, _| {
+                    b.bytes += len;
+                    b.incomplete = true;
+                });
+                self.half(dir).state = State::Body(BodyKind::Length(rem - len));
+                if rem == len {
+                    self.message_done(dir, out, stats);
+                }
+            }
+            State::Body(BodyKind::Chunked(Chunk::Data(rem))) if len <= rem => {
+                self.with_body(dir, |b, _| {
+                    b.bytes += len;
+                    b.incomplete = true;
+                });
+                let next = if rem == len {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(rem - len)
+                };
+                self.half(dir).state = State::Body(BodyKind::Chunked(next));
+            }
+            State::Body(_) => {
+                // The gap swallowed the end of this body and perhaps whole messages after it.
+                self.with_body(dir, |b, _| {
+                    b.bytes += len;
+                    b.incomplete = true;
+                });
+                self.message_done(dir, out, stats);
+                self.start_resync(dir, true);
+            }
+            State::Head => {
+                // A head cut by the gap is lost; the gap may also hold whole messages.
+                let h = self.half(dir);
+                h.buf.clear();
+                self.start_resync(dir, true);
+            }
+        }
+    }
+
+    /// The connection ended: finish what can be finished and emit every pending request.
+    pub fn on_close(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            match self.half(dir).state {
+                State::Body(BodyKind::UntilClose) => self.message_done(dir, out, stats),
+                State::Body(_) => {
+                    self.with_body(dir, |b, _| b.incomplete = true);
+                    self.message_done(dir, out, stats);
+                }
+                _ => {}
+            }
+            self.half(dir).state = State::Opaque;
+        }
+        if let Some(cur) = self.cur_resp.take() {
+            self.attach_response(cur);
+        }
+        while let Some(p) = self.pending.pop_front() {
+            out.push(self.to_exchange(p));
+        }
+    }
+
+    fn start_resync(&mut self, dir: Direction, at_start: bool) {
+        let h = self.half(dir);
+        h.state = State::Resync { at_start };
+        h.lost_messages = true;
+    }
+
+    /// Runs `f` on the body of the message currently being read in `dir`.
+    fn with_body(&mut self, dir: Direction, f: impl FnOnce(&mut Body, usize)) {
+        let cap = self.cfg.body_prefix_max;
+        let body = match dir {
+            Direction::ToServer => self
+                .pending
+                .back_mut()
+                .filter(|p| !p.req_done)
+                .map(|p| &mut p.req.body),
+            Direction::ToClient => self.cur_resp.as_mut().map(|c| &mut c.resp.body),
+        };
+        if let Some(b) = body {
+            f(b, cap);
+        }
+    }
+
+    /// Scans for the next plausible message start. Returns bytes consumed.
+    fn resync(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        meta: ChunkMeta,
+        at_start: bool,
+        stats: &mut ParserStats,
+    ) -> usize {
+        let is_start = |s: &[u8]| match dir {
+            Direction::ToServer => RESYNC_METHODS.iter().any(|m| {
+                let n = s.len().min(m.len());
+                s[..n] == m[..n]
+            }),
+            Direction::ToClient => looks_like_response(s),
+        };
+        // A candidate split across chunks was kept in `buf`: complete it first.
+        if !self.half(dir).buf.is_empty() {
+            let h = self.half(dir);
+            let need = 16usize.saturating_sub(h.buf.len()).min(data.len());
+            let mut probe = h.buf.clone();
+            probe.extend_from_slice(&data[..need]);
+            if is_start(&probe) {
+                if probe.len() >= 8 || need == data.len() {
+                    // Looks right so far: parse it as a head (the head step gathers the rest).
+                    let h = self.half(dir);
+                    h.buf = probe;
+                    h.state = State::Head;
+                    stats.resyncs += 1;
+                    return need;
+                }
+            }
+            stats.resync_skipped_bytes += self.half(dir).buf.len() as u64;
+            self.half(dir).buf.clear();
+        }
+        // Candidates at a line start (or at the chunk's start when it follows a line end) are
+        // trusted to httparse; anywhere else the whole start line must be present and end in an
+        // HTTP version, since a body can contain "GET " by chance. `next_nl` caches the next
+        // line end so that validation stays linear on hostile input.
+        let mut next_nl: Option<usize> = None;
+        let mut p = 0;
+        while p < data.len() {
+            let b = data[p];
+            let maybe = match dir {
+                Direction::ToServer => b.is_ascii_uppercase(),
+                Direction::ToClient => b == b'H',
+            };
+            if !maybe || !is_start(&data[p..]) {
+                p += 1;
+                continue;
+            }
+            let strong = if p == 0 {
+                at_start
+            } else {
+                data[p - 1] == b'\n'
+            };
+            let cand = &data[p..];
+            if cand.len() < 16 {
+                // Possibly a message start cut by the chunk end: keep it for the next one.
+                let h = self.half(dir);
+                h.buf.extend_from_slice(cand);
+                h.buf_meta = meta_at(meta, p);
+                stats.resync_skipped_bytes += p as u64;
+                return data.len();
+            }
+            let valid = strong
+                || match dir {
+                    Direction::ToClient => {
+                        cand.len() >= 13
+                            && cand[8] == b' '
+                            && cand[9..12].iter().all(u8::is_ascii_digit)
+                    }
+                    Direction::ToServer => {
+                        let nl = match next_nl {
+                            Some(n) if n >= p => n,
+                            _ => {
+                                let n = data[p..]
+                                    .iter()
+                                    .position(|&c| c == b'\n')
+                                    .map_or(data.len(), |i| p + i);
+                                next_nl = Some(n);
+                                n
+                            }
+                        };
+                        let line = &data[p..nl];
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        nl < data.len()
+                            && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+                    }
+                };
+            if valid {
+                self.half(dir).state = State::Head;
+                stats.resyncs += 1;
+                stats.resync_skipped_bytes += p as u64;
+                return p;
+            }
+            p += 1;
+        }
+        // The next chunk starts a line if this one ended one.
+        self.half(dir).state = State::Resync {
+            at_start: data.last() == Some(&b'\n'),
+        };
+        stats.resync_skipped_bytes += data.len() as u64;
+        data.len()
+    }
+
+    /// Parses a message head. Returns bytes consumed and any connection transition.
+    fn head(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) -> (usize, Transition) {
+        let max = self.cfg.max_header_bytes;
+        let cfg = self.cfg;
+        let h = self.half(dir);
+        let mut take = data.len();
+        let (result, used_before, head_meta) = if h.buf.is_empty() {
+            (parse_head(&cfg, dir, data), 0usize, meta)
+        } else {
+            let before = h.buf.len();
+            take = max.saturating_sub(before).min(data.len());
+            h.buf.extend_from_slice(&data[..take]);
+            let r = parse_head(&cfg, dir, &h.buf);
+            (r, before, h.buf_meta)
+        };
+        match result {
+            HeadParse::Complete(n, head) => {
+                let used = n - used_before;
+                self.half(dir).buf.clear();
+                let tr = self.on_head(dir, head, head_meta, n, out, stats);
+                (used, tr)
+            }
+            HeadParse::Partial => {
+                let h = self.half(dir);
+                if h.buf.is_empty() {
+                    if data.len() >= max {
+                        stats.http1_oversized_heads += 1;
+                        self.keep_request_line(dir, data, meta, out);
+                        self.start_resync(dir, false);
+                        return (1, Transition::Stay);
+                    }
+                    h.buf.extend_from_slice(data);
+                    h.buf_meta = meta;
+                    (data.len(), Transition::Stay)
+                } else if h.buf.len() >= max {
+                    stats.http1_oversized_heads += 1;
+                    let buf = std::mem::take(&mut h.buf);
+                    let m = h.buf_meta;
+                    self.keep_request_line(dir, &buf, m, out);
+                    self.start_resync(dir, false);
+                    (take, Transition::Stay)
+                } else {
+                    (take, Transition::Stay)
+                }
+            }
+            HeadParse::Invalid | HeadParse::TooLarge => {
+                let had_buf = !self.half(dir).buf.is_empty();
+                let buf = std::mem::take(&mut self.half(dir).buf);
+                if matches!(result, HeadParse::TooLarge) {
+                    stats.http1_oversized_heads += 1;
+                    let (head, m) = if had_buf {
+                        (&buf[..], head_meta)
+                    } else {
+                        (data, meta)
+                    };
+                    self.keep_request_line(dir, head, m, out);
+                } else {
+                    stats.http1_parse_errors += 1;
+                }
+                self.start_resync(dir, false);
+                // Skip at least one byte so the same bad start is not found again.
+                (if had_buf { 0 } else { 1 }, Transition::Stay)
+            }
+        }
+    }
+
+    fn on_head(
+        &mut self,
+        dir: Direction,
+        head: Head,
+        meta: ChunkMeta,
+        head_len: usize,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) -> Transition {
+        match head {
+            Head::Req(mut req) => {
+                stats.http1_requests += 1;
+                req.ts_us = meta.ts_us;
+                req.stream_offset = meta.offset;
+                req.head_end_offset = meta.offset + head_len as u64;
+                req.peer_ack = meta.peer_ack;
+                let is_connect = req.method.eq_ignore_ascii_case("CONNECT");
+                let wants_upgrade = req.header("upgrade").is_some()
+                    && header_has_token(&req.headers, "connection", "upgrade");
+                let upgrade_h2c = wants_upgrade && header_has_token(&req.headers, "upgrade", "h2c");
+                let kind = body_kind(&req.headers, false);
+                let lost = std::mem::take(&mut self.to_server.lost_messages);
+                self.next_id += 1;
+                self.pending.push_back(Pending {
+                    id: self.next_id,
+                    req,
+                    req_done: false,
+                    resp: None,
+                    given_up: false,
+                    gap: lost,
+                    upgrade_h2c,
+                    wants_upgrade: wants_upgrade || is_connect,
+                });
+                if self.pending.len() > self.cfg.max_pending_requests {
+                    if let Some(front) = self
+                        .pending
+                        .iter_mut()
+                        .find(|p| !p.given_up && p.resp.is_none())
+                    {
+                        front.given_up = true;
+                        stats.pending_overflow += 1;
+                    }
+                }
+                match kind {
+                    Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
+                    Some(k) => self.to_server.state = State::Body(k),
+                    None => {
+                        // Unusable framing: the body cannot be delimited, so the next request
+                        // is found by resynchronisation.
+                        stats.http1_parse_errors += 1;
+                        self.message_done(dir, out, stats);
+                        self.start_resync(dir, false);
+                    }
+                }
+                Transition::Stay
+            }
+            Head::Resp(mut resp) => {
+                resp.ts_us = meta.ts_us;
+                resp.stream_offset = meta.offset;
+                resp.peer_ack = meta.peer_ack;
+                if (100..200).contains(&resp.status) && resp.status != 101 {
+                    self.interim.push(resp.status);
+                    self.to_client.state = State::Head;
+                    return Transition::Stay;
+                }
+                stats.http1_responses += 1;
+                resp.interim = std::mem::take(&mut self.interim);
+                let lost = std::mem::take(&mut self.to_client.lost_messages);
+                let req_id = self.pick_request(&resp, lost, stats);
+                let req = req_id.and_then(|id| self.pending.iter().find(|p| p.id == id));
+                let method_head = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("HEAD"));
+                let connect = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("CONNECT"));
+                let upgrade_h2c = req.is_some_and(|p| p.upgrade_h2c);
+                let status = resp.status;
+                let kind = body_kind(&resp.headers, true);
+                self.cur_resp = Some(CurResp {
+                    resp,
+                    req_id,
+                    gap: lost,
+                });
+                if status == 101 || (connect && (200..300).contains(&status)) {
+                    let cur = self.cur_resp.take();
+                    let request = cur.and_then(|c| {
+                        let id = c.req_id;
+                        self.attach_response(c);
+                        id
+                    });
+                    let held = std::mem::take(&mut self.held_upgrade);
+                    if status == 101 && upgrade_h2c {
+                        // Stream 1 of the HTTP/2 connection is the upgraded request; its
+                        // response comes in HTTP/2 frames, so it leaves the HTTP/1 queue.
+                        if let Some(pos) =
+                            request.and_then(|id| self.pending.iter().position(|p| p.id == id))
+                        {
+                            if let Some(p) = self.pending.remove(pos) {
+                                self.flush_done(out);
+                                stats.h2c_upgrades += 1;
+                                return Transition::H2c {
+                                    request: Box::new(p.req),
+                                    client_bytes: held,
+                                    server_rest: 0,
+                                };
+                            }
+                        }
+                    }
+                    self.flush_done(out);
+                    stats.opaque_bytes += held.len() as u64;
+                    self.to_server.state = State::Opaque;
+                    self.to_client.state = State::Opaque;
+                    return Transition::Opaque;
+                }
+                let no_body =
+                    method_head || status == 204 || status == 304 || (100..200).contains(&status);
+                if no_body {
+                    self.message_done(dir, out, stats);
+                } else {
+                    match kind {
+                        Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
+                        Some(k) => self.to_client.state = State::Body(k),
+                        None => {
+                            stats.http1_parse_errors += 1;
+                            self.to_client.state = State::Body(BodyKind::UntilClose);
+                        }
+                    }
+                }
+                // The server declined the upgrade: the held client bytes are HTTP/1 after all.
+                if self.to_server.state == State::Hold
+                    && !self
+                        .pending
+                        .iter()
+                        .any(|p| p.wants_upgrade && p.resp.is_none() && !p.given_up)
+                {
+                    self.to_server.state = State::Head;
+                    let held = std::mem::take(&mut self.held_upgrade);
+                    let m = ChunkMeta {
+                        ts_us: meta.ts_us,
+                        offset: 0,
+                        peer_ack: None,
+                    };
+                    if let Transition::H2c { .. } | Transition::Opaque =
+                        self.on_data(Direction::ToServer, &held, m, out, stats)
+                    {
+                        // A second upgrade inside the held bytes: not followed (rare); stay.
+                    }
+                }
+                Transition::Stay
+            }
+        }
+    }
+
+    /// A request head too large to parse still had a request line: keep the request (headers
+    /// dropped, marked as a gap) so that the server's answer (typically 431) pairs with it and
+    /// not with the next request.
+    fn keep_request_line(
+        &mut self,
+        dir: Direction,
+        head: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+    ) {
+        if dir != Direction::ToServer {
+            return;
+        }
+        let Some(nl) = head.iter().position(|&b| b == b'\n') else {
+            return;
+        };
+        let line = String::from_utf8_lossy(&head[..nl]);
+        let mut parts = line.trim_end().split(' ').filter(|p| !p.is_empty());
+        let (Some(method), Some(target), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if !version.starts_with("HTTP/1.") || !looks_like_request(head) {
+            return;
+        }
+        self.next_id += 1;
+        self.pending.push_back(Pending {
+            id: self.next_id,
+            req: Request {
+                ts_us: meta.ts_us,
+                method: method.to_string(),
+                target: target.to_string(),
+                version: version.to_string(),
+                stream_offset: meta.offset,
+                head_end_offset: meta.offset + head.len() as u64,
+                peer_ack: meta.peer_ack,
+                ..Request::default()
+            },
+            req_done: true,
+            resp: None,
+            given_up: false,
+            gap: true,
+            upgrade_h2c: false,
+            wants_upgrade: false,
+        });
+        self.flush_done(out);
+    }
+
+    /// Chooses the request a response answers (see the module doc). Requests passed over are
+    /// given up (emitted without a response).
+    fn pick_request(
+        &mut self,
+        resp: &Response,
+        lost: bool,
+        stats: &mut ParserStats,
+    ) -> Option<u64> {
+        let open: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| {
+                let p = &self.pending[i];
+                p.resp.is_none() && !p.given_up
+            })
+            .collect();
+        // The server can only answer what it had received the start of.
+        let feasible: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&i| match resp.peer_ack {
+                Some(ack) => self.pending[i].req.stream_offset < ack,
+                None => true,
+            })
+            .collect();
+        let chosen = if !lost {
+            feasible.first().copied()
+        } else {
+            // Responses may have been lost: prefer the request the client sent last before this
+            // response began (what a non-pipelining client does); ties keep FIFO order.
+            let mut best: Option<(u64, usize)> = None;
+            for &i in &feasible {
+                if let Some(pa) = self.pending[i].req.peer_ack {
+                    if pa <= resp.stream_offset && best.is_none_or(|(b, _)| pa > b) {
+                        best = Some((pa, i));
+                    }
+                }
+            }
+            best.map(|(_, i)| i).or(feasible.first().copied())
+        };
+        let Some(ci) = chosen else {
+            stats.orphan_responses += 1;
+            return None;
+        };
+        for &i in &open {
+            if i < ci {
+                self.pending[i].given_up = true;
+            }
+        }
+        Some(self.pending[ci].id)
+    }
+
+    /// Reads body bytes. Returns bytes consumed.
+    fn body(
+        &mut self,
+        dir: Direction,
+        kind: BodyKind,
+        data: &[u8],
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) -> usize {
+        match kind {
+            BodyKind::Length(rem) => {
+                let take = (rem.min(data.len() as u64)) as usize;
+                self.with_body(dir, |b, cap| b.push(&data[..take], cap));
+                let left = rem - take as u64;
+                if left == 0 {
+                    self.message_done(dir, out, stats);
+                } else {
+                    self.half(dir).state = State::Body(BodyKind::Length(left));
+                }
+                take
+            }
+            BodyKind::UntilClose => {
+                self.with_body(dir, |b, cap| b.push(data, cap));
+                data.len()
+            }
+            BodyKind::Chunked(Chunk::Data(rem)) => {
+                let take = (rem.min(data.len() as u64)) as usize;
+                self.with_body(dir, |b, cap| b.push(&data[..take], cap));
+                let left = rem - take as u64;
+                let next = if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                };
+                self.half(dir).state = State::Body(BodyKind::Chunked(next));
+                take
+            }
+            BodyKind::Chunked(c) => {
+                // Line-oriented framing: size line, the CRLF after data, trailer section.
+                let want_section = c == Chunk::Trailers;
+                let (used, done) = self.gather_line(dir, data, want_section);
+                let Some(line_len) = done else {
+                    if self.half(dir).buf.len() > MAX_CHUNK_LINE {
+                        stats.http1_parse_errors += 1;
+                        self.abort_body(dir, out, stats);
+                    }
+                    return used;
+                };
+                let line = std::mem::take(&mut self.half(dir).buf);
+                let line = &line[..line_len.min(line.len())];
+                match c {
+                    Chunk::Size => match httparse::parse_chunk_size(line) {
+                        Ok(httparse::Status::Complete((_, 0))) => {
+                            self.half(dir).state = State::Body(BodyKind::Chunked(Chunk::Trailers));
+                        }
+                        Ok(httparse::Status::Complete((_, n))) => {
+                            self.half(dir).state = State::Body(BodyKind::Chunked(Chunk::Data(n)));
+                        }
+                        _ => {
+                            stats.http1_parse_errors += 1;
+                            self.abort_body(dir, out, stats);
+                        }
+                    },
+                    Chunk::DataEnd => {
+                        if line.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                            self.half(dir).state = State::Body(BodyKind::Chunked(Chunk::Size));
+                        } else {
+                            stats.http1_parse_errors += 1;
+                            self.abort_body(dir, out, stats);
+                        }
+                    }
+                    Chunk::Trailers => {
+                        let mut hs = [httparse::EMPTY_HEADER; 32];
+                        if let Ok(httparse::Status::Complete((_, hs))) =
+                            httparse::parse_headers(line, &mut hs)
+                        {
+                            let t = headers_vec(hs);
+                            if dir == Direction::ToClient {
+                                if let Some(c) = self.cur_resp.as_mut() {
+                                    c.resp.trailers = t;
+                                }
+                            }
+                        }
+                        self.message_done(dir, out, stats);
+                    }
+                    Chunk::Data(_) => {}
+                }
+                used
+            }
+        }
+    }
+
+    /// Gathers a line (or, for trailers, a section ending in an empty line) into `buf`.
+    /// Returns bytes consumed and, when complete, the length of what was gathered.
+    fn gather_line(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        section: bool,
+    ) -> (usize, Option<usize>) {
+        let h = self.half(dir);
+        let mut i = 0;
+        while i < data.len() {
+            let Some(nl) = data[i..].iter().position(|&b| b == b'\n') else {
+                let take =
+                    (data.len() - i).min(MAX_CHUNK_LINE + 1 - h.buf.len().min(MAX_CHUNK_LINE));
+                h.buf.extend_from_slice(&data[i..i + take]);
+                return (data.len(), None);
+            };
+            let end = i + nl + 1;
+            let line_start = h.buf.len();
+            h.buf.extend_from_slice(&data[i..end]);
+            i = end;
+            if !section {
+                return (i, Some(h.buf.len()));
+            }
+            // Trailer section: done at an empty line.
+            let line = &h.buf[line_start..];
+            if line == b"\r\n" || line == b"\n" {
+                return (i, Some(h.buf.len()));
+            }
+            if h.buf.len() > MAX_CHUNK_LINE {
+                return (i, None);
+            }
+        }
+        (i, None)
+    }
+
+    /// Chunked framing broke: finish the message as incomplete and look for the next one.
+    fn abort_body(&mut self, dir: Direction, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+        self.half(dir).buf.clear();
+        self.with_body(dir, |b, _| b.incomplete = true);
+        self.message_done(dir, out, stats);
+        self.start_resync(dir, false);
+    }
+
+    /// The message being read in `dir` is complete.
+    fn message_done(&mut self, dir: Direction, out: &mut Vec<Exchange>, _stats: &mut ParserStats) {
+        match dir {
+            Direction::ToServer => {
+                let mut hold = false;
+                if let Some(p) = self.pending.back_mut() {
+                    if !p.req_done {
+                        p.req_done = true;
+                        hold = p.wants_upgrade;
+                    }
+                }
+                self.to_server.state = if hold { State::Hold } else { State::Head };
+            }
+            Direction::ToClient => {
+                if let Some(cur) = self.cur_resp.take() {
+                    self.attach_response(cur);
+                }
+                if self.to_client.state != State::Opaque {
+                    self.to_client.state = State::Head;
+                }
+            }
+        }
+        self.flush_done(out);
+    }
+
+    fn attach_response(&mut self, cur: CurResp) {
+        let Some(id) = cur.req_id else {
+            return;
+        };
+        if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+            p.gap |= cur.gap || cur.resp.body.incomplete;
+            p.resp = Some(cur.resp);
+        }
+    }
+
+    /// Emits, in order, every request at the queue's front that is finished.
+    fn flush_done(&mut self, out: &mut Vec<Exchange>) {
+        while let Some(front) = self.pending.front() {
+            let waiting_resp = front.resp.is_none() && !front.given_up;
+            if !front.req_done || waiting_resp {
+                break;
+            }
+            if let Some(p) = self.pending.pop_front() {
+                out.push(self.to_exchange(p));
+            }
+        }
+    }
+
+    fn to_exchange(&self, p: Pending) -> Exchange {
+        let gap = p.gap || p.req.body.incomplete;
+        let mut ex = Exchange::new(Protocol::Http1, p.req);
+        ex.response = p.resp;
+        ex.gap = gap;
+        ex
+    }
+
+    /// Requests waiting for a response.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// `Content-Type` of a header list (for callers that only need that).
+pub fn content_type(headers: &[(String, String)]) -> Option<&str> {
+    find_header(headers, "content-type")
+}
+
+#[cfg(test)]
+mod tests;

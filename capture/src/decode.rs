@@ -105,7 +105,7 @@ pub enum Skip {
 }
 
 /// Decoding counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DecodeStats {
     /// TCP segments decoded.
     pub tcp: u64,

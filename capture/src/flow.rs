@@ -184,7 +184,7 @@ impl Default for FlowConfig {
 }
 
 /// Flow-table counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowStats {
     /// Connections created.
     pub flows_created: u64,

@@ -92,7 +92,7 @@ pub enum StreamEvent<'a> {
 }
 
 /// Reassembly counters (summed over flows and directions).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReassemblyStats {
     /// Payload-carrying segments processed.
     pub segments: u64,

@@ -77,7 +77,7 @@ pub struct LiveOptions {
 }
 
 /// Kernel and interface drop counters of a live capture.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CaptureDrops {
     /// Packets received by the filter.
     pub received: u64,

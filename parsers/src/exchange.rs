@@ -263,7 +263,7 @@ impl Default for ParserConfig {
 
 /// Counters for everything the parsers saw go wrong or dropped. Plain integers: one set per
 /// connection, summed by the pipeline.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ParserStats {
     /// HTTP/1 requests parsed.
     pub http1_requests: u64,
@@ -291,5 +291,25 @@ pub struct ParserStats {
     /// CONNECT tunnels, TLS, unknown).
     pub opaque_bytes: u64,
     /// HTTP/2 counters.
+    #[serde(skip)]
     pub h2: crate::http2::H2Stats,
+}
+
+impl ParserStats {
+    /// Adds another connection's counters to these (HTTP/2 counters are summed by
+    /// [`crate::http2::H2Stats::add`]).
+    pub fn add(&mut self, o: &ParserStats) {
+        self.http1_requests += o.http1_requests;
+        self.http1_responses += o.http1_responses;
+        self.http1_parse_errors += o.http1_parse_errors;
+        self.http1_oversized_heads += o.http1_oversized_heads;
+        self.resyncs += o.resyncs;
+        self.resync_skipped_bytes += o.resync_skipped_bytes;
+        self.gap_bytes += o.gap_bytes;
+        self.orphan_responses += o.orphan_responses;
+        self.pending_overflow += o.pending_overflow;
+        self.h2c_upgrades += o.h2c_upgrades;
+        self.unknown_protocol += o.unknown_protocol;
+        self.opaque_bytes += o.opaque_bytes;
+    }
 }

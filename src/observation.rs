@@ -1,0 +1,229 @@
+//! The `http_exchange` observation: one JSON object per request/response exchange, documented
+//! field by field in `docs/observations.md`.
+//!
+//! Owns the mapping from a parsed [`Exchange`] to what users consume. Everything that leaves
+//! the sensor passes through [`Redaction`] here.
+use crate::redact::Redaction;
+use apitap_capture::flow::FlowInfo;
+use apitap_parsers::{Exchange, GrpcInfo, Protocol, Request, Response};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Schema version written with every event (Kafka headers, docs).
+pub const SCHEMA_VERSION: &str = "1";
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: String,
+    port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint {
+            ip: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
+type Headers<'a> = BTreeMap<String, Vec<Cow<'a, str>>>;
+
+#[derive(Serialize)]
+struct RequestObs<'a> {
+    method: &'a str,
+    host: Option<&'a str>,
+    path: &'a str,
+    query: Option<Cow<'a, str>>,
+    version: &'a str,
+    headers: Headers<'a>,
+    content_type: Option<&'a str>,
+    body_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct ResponseObs<'a> {
+    status: u16,
+    headers: Headers<'a>,
+    content_type: Option<&'a str>,
+    body_bytes: u64,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    interim: &'a [u16],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    trailers: Headers<'a>,
+}
+
+#[derive(Serialize)]
+struct GrpcObs<'a> {
+    service: &'a str,
+    method: &'a str,
+    status: Option<u32>,
+    message: Option<&'a str>,
+    request_messages: u32,
+    response_messages: u32,
+}
+
+impl<'a> From<&'a GrpcInfo> for GrpcObs<'a> {
+    fn from(g: &'a GrpcInfo) -> Self {
+        GrpcObs {
+            service: &g.service,
+            method: &g.method,
+            status: g.status,
+            message: g.message.as_deref(),
+            request_messages: g.request_messages,
+            response_messages: g.response_messages,
+        }
+    }
+}
+
+/// An exchange as it is written out.
+#[derive(Serialize)]
+pub struct Observation<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts: String,
+    protocol: &'static str,
+    flow_id: u64,
+    client: Endpoint,
+    server: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_id: Option<u32>,
+    request: RequestObs<'a>,
+    response: Option<ResponseObs<'a>>,
+    latency_ms: Option<f64>,
+    gap: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    headers_incomplete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pushed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<GrpcObs<'a>>,
+}
+
+/// RFC 3339 UTC timestamp with microseconds.
+pub fn rfc3339(ts_us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(ts_us.max(0) as u64);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn headers<'a>(hs: &'a [(String, String)], r: Redaction) -> Headers<'a> {
+    let mut m: Headers<'a> = BTreeMap::new();
+    for (n, v) in hs {
+        m.entry(n.to_ascii_lowercase())
+            .or_default()
+            .push(r.header(n, v));
+    }
+    m
+}
+
+/// The host a request was addressed to: `:authority`, else `Host`, else the authority of an
+/// absolute-form target.
+pub fn request_host(req: &Request) -> Option<&str> {
+    if let Some(a) = req.authority.as_deref().filter(|a| !a.is_empty()) {
+        return Some(a);
+    }
+    if let Some(h) = req.header("host") {
+        return Some(h);
+    }
+    let rest = req
+        .target
+        .strip_prefix("http://")
+        .or_else(|| req.target.strip_prefix("https://"))?;
+    Some(rest.split(['/', '?']).next().unwrap_or(rest))
+}
+
+/// Splits a request-target at the first `?`.
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    }
+}
+
+fn response_obs(r: &Response, red: Redaction) -> ResponseObs<'_> {
+    ResponseObs {
+        status: r.status,
+        headers: headers(&r.headers, red),
+        content_type: r.header("content-type"),
+        body_bytes: r.body.bytes,
+        interim: &r.interim,
+        trailers: headers(&r.trailers, red),
+    }
+}
+
+impl<'a> Observation<'a> {
+    /// Builds the observation of `ex` seen on `flow`.
+    pub fn new(ex: &'a Exchange, flow: &FlowInfo, red: Redaction) -> Self {
+        let req = &ex.request;
+        let (path, query) = split_target(&req.target);
+        let latency_ms = ex
+            .response
+            .as_ref()
+            .map(|r| (r.ts_us - req.ts_us).max(0) as f64 / 1000.0);
+        Observation {
+            kind: "http_exchange",
+            ts: rfc3339(req.ts_us),
+            protocol: match ex.protocol {
+                Protocol::Http1 => "HTTP/1.1",
+                Protocol::Http2 => "HTTP/2",
+            },
+            flow_id: flow.id,
+            client: flow.client.into(),
+            server: flow.server.into(),
+            vlan: flow.vlan,
+            stream_id: ex.stream_id,
+            request: RequestObs {
+                method: &req.method,
+                host: request_host(req),
+                path,
+                query: query.map(|q| red.query(q)),
+                version: &req.version,
+                headers: headers(&req.headers, red),
+                content_type: req.header("content-type"),
+                body_bytes: req.body.bytes,
+            },
+            response: ex.response.as_ref().map(|r| response_obs(r, red)),
+            latency_ms,
+            gap: ex.gap,
+            headers_incomplete: ex.headers_incomplete,
+            reset: ex.reset.as_deref(),
+            pushed: ex.pushed,
+            grpc: ex.grpc.as_ref().map(GrpcObs::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_split_and_host_fallbacks() {
+        assert_eq!(split_target("/a/b?x=1&y"), ("/a/b", Some("x=1&y")));
+        assert_eq!(split_target("/a?"), ("/a", Some("")));
+        assert_eq!(split_target("*"), ("*", None));
+        let mut r = Request {
+            target: "http://proxy.example:8080/x?y".into(),
+            ..Request::default()
+        };
+        assert_eq!(request_host(&r), Some("proxy.example:8080"));
+        r.headers.push(("Host".into(), "h.example".into()));
+        assert_eq!(request_host(&r), Some("h.example"));
+        r.authority = Some("a.example".into());
+        assert_eq!(request_host(&r), Some("a.example"));
+    }
+
+    #[test]
+    fn rfc3339_micros() {
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+}

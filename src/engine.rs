@@ -10,7 +10,7 @@ use crate::sink::{Event, EventKind, Sink};
 use apitap_capture::flow::{ChunkInfo, CloseReason, Direction, FlowHandler, FlowInfo};
 use apitap_parsers::http1::{looks_like_request, looks_like_response};
 use apitap_parsers::http2::PREFACE;
-use apitap_parsers::session::HttpSession;
+use apitap_parsers::session::{HttpSession, Shared};
 use apitap_parsers::{ChunkMeta, Exchange, ParserConfig, ParserStats, Protocol};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,6 +57,7 @@ pub struct Engine {
     /// Parser counters of closed connections.
     pub parser: ParserStats,
     sink_error_logged: bool,
+    shared: Shared,
 }
 
 fn dir(d: Direction) -> apitap_parsers::Direction {
@@ -78,6 +79,7 @@ impl Engine {
             stats: EngineStats::default(),
             parser: ParserStats::default(),
             sink_error_logged: false,
+            shared: Shared::default(),
         }
     }
 
@@ -143,7 +145,11 @@ impl FlowHandler for Engine {
     type State = HttpSession;
 
     fn open(&mut self, flow: &FlowInfo) -> HttpSession {
-        HttpSession::new(self.cfg.parser, flow.handshake_seen)
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        flow.server.hash(&mut h);
+        flow.vlan.hash(&mut h);
+        HttpSession::new(self.cfg.parser, flow.handshake_seen, h.finish())
     }
 
     fn classify(&self, p: &[u8]) -> Option<bool> {
@@ -169,21 +175,21 @@ impl FlowHandler for Engine {
             offset: info.offset,
             peer_ack: info.peer_ack,
         };
-        st.on_data(dir(d), data, meta, &mut self.scratch);
+        st.on_data(dir(d), data, meta, &mut self.scratch, &mut self.shared);
         if !self.scratch.is_empty() {
             self.emit(flow);
         }
     }
 
     fn gap(&mut self, st: &mut HttpSession, flow: &FlowInfo, d: Direction, len: u64) {
-        st.on_gap(dir(d), len, &mut self.scratch);
+        st.on_gap(dir(d), len, &mut self.scratch, &mut self.shared);
         if !self.scratch.is_empty() {
             self.emit(flow);
         }
     }
 
     fn close(&mut self, mut st: HttpSession, flow: &FlowInfo, _reason: CloseReason) {
-        st.on_close(&mut self.scratch);
+        st.on_close(&mut self.scratch, &mut self.shared);
         if !self.scratch.is_empty() {
             self.emit(flow);
         }

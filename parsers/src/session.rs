@@ -7,7 +7,7 @@
 //! - a TLS record header (RFC 8446 §5.1) → encrypted, counted, ignored;
 //! - a connection picked up midstream whose bytes validate as HTTP/2 frames → HTTP/2;
 //! - otherwise, midstream: HTTP/1 looking for a message start; from the start: unknown.
-use crate::http1::{looks_like_request, looks_like_response, Http1Conn, Transition};
+use crate::http1::{looks_like_request, looks_like_response, Http1Conn, SizeModels, Transition};
 use crate::http2::{looks_like_frames, Http2Conn, PREFACE};
 use crate::{ChunkMeta, Direction, Exchange, ParserConfig, ParserStats};
 
@@ -50,11 +50,19 @@ enum Proto {
     Opaque(AppProtocol),
 }
 
+/// What the connections of one worker learn from each other.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Response sizes per (server, method, target), for pairing on lossy pipelined connections.
+    pub sizes: SizeModels,
+}
+
 /// The application layer of one TCP connection.
 #[derive(Debug)]
 pub struct HttpSession {
     cfg: ParserConfig,
     from_start: bool,
+    scope: u64,
     proto: Proto,
     /// This connection's counters.
     pub stats: ParserStats,
@@ -72,11 +80,13 @@ fn is_preface_start(d: &[u8]) -> bool {
 
 impl HttpSession {
     /// A session. `from_start`: the connection's handshake was captured, so its first payload
-    /// bytes are the first bytes of the application protocol.
-    pub fn new(cfg: ParserConfig, from_start: bool) -> Self {
+    /// bytes are the first bytes of the application protocol. `scope` identifies the server
+    /// (e.g. a hash of its address) for what connections learn from each other.
+    pub fn new(cfg: ParserConfig, from_start: bool, scope: u64) -> Self {
         HttpSession {
             cfg,
             from_start,
+            scope,
             proto: Proto::Detect,
             stats: ParserStats::default(),
         }
@@ -98,14 +108,14 @@ impl HttpSession {
                 Proto::Http2(Box::new(Http2Conn::new(self.cfg)))
             }
             Direction::ToServer if looks_like_request(data) => {
-                Proto::Http1(Http1Conn::new(self.cfg, self.from_start))
+                Proto::Http1(Http1Conn::new(self.cfg, self.from_start, self.scope))
             }
             Direction::ToClient if looks_like_response(data) && data.len() >= 5 => {
-                Proto::Http1(Http1Conn::new(self.cfg, self.from_start))
+                Proto::Http1(Http1Conn::new(self.cfg, self.from_start, self.scope))
             }
             _ if is_tls_record(data) => Proto::Opaque(AppProtocol::Tls),
             _ if looks_like_frames(data) => Proto::Http2(Box::new(Http2Conn::midstream(self.cfg))),
-            _ if !self.from_start => Proto::Http1(Http1Conn::new(self.cfg, false)),
+            _ if !self.from_start => Proto::Http1(Http1Conn::new(self.cfg, false, self.scope)),
             _ => {
                 self.stats.unknown_protocol += 1;
                 Proto::Opaque(AppProtocol::Unknown)
@@ -121,6 +131,7 @@ impl HttpSession {
         data: &[u8],
         meta: ChunkMeta,
         out: &mut Vec<Exchange>,
+        shared: &mut Shared,
     ) {
         if data.is_empty() {
             return;
@@ -132,37 +143,45 @@ impl HttpSession {
             Proto::Detect => {}
             Proto::Opaque(_) => self.stats.opaque_bytes += data.len() as u64,
             Proto::Http2(h2) => h2.on_data(dir, data, meta, out, &mut self.stats),
-            Proto::Http1(h1) => match h1.on_data(dir, data, meta, out, &mut self.stats) {
-                Transition::Stay => {}
-                Transition::Opaque => self.proto = Proto::Opaque(AppProtocol::Tunnel),
-                Transition::H2c {
-                    request,
-                    client_bytes,
-                    server_rest,
-                } => {
-                    let mut h2 = Box::new(Http2Conn::upgraded(self.cfg, *request));
-                    if !client_bytes.is_empty() {
-                        let m = ChunkMeta {
-                            peer_ack: None,
-                            ..meta
-                        };
-                        h2.on_data(Direction::ToServer, &client_bytes, m, out, &mut self.stats);
+            Proto::Http1(h1) => {
+                match h1.on_data(dir, data, meta, out, &mut self.stats, &mut shared.sizes) {
+                    Transition::Stay => {}
+                    Transition::Opaque => self.proto = Proto::Opaque(AppProtocol::Tunnel),
+                    Transition::H2c {
+                        request,
+                        client_bytes,
+                        server_rest,
+                    } => {
+                        let mut h2 = Box::new(Http2Conn::upgraded(self.cfg, *request));
+                        if !client_bytes.is_empty() {
+                            let m = ChunkMeta {
+                                peer_ack: None,
+                                ..meta
+                            };
+                            h2.on_data(Direction::ToServer, &client_bytes, m, out, &mut self.stats);
+                        }
+                        if let Some(rest) = data.get(server_rest..).filter(|r| !r.is_empty()) {
+                            let m = ChunkMeta {
+                                offset: meta.offset + server_rest as u64,
+                                ..meta
+                            };
+                            h2.on_data(dir, rest, m, out, &mut self.stats);
+                        }
+                        self.proto = Proto::Http2(h2);
                     }
-                    if let Some(rest) = data.get(server_rest..).filter(|r| !r.is_empty()) {
-                        let m = ChunkMeta {
-                            offset: meta.offset + server_rest as u64,
-                            ..meta
-                        };
-                        h2.on_data(dir, rest, m, out, &mut self.stats);
-                    }
-                    self.proto = Proto::Http2(h2);
                 }
-            },
+            }
         }
     }
 
     /// `len` bytes of `dir` were lost by the capture.
-    pub fn on_gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Exchange>) {
+    pub fn on_gap(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        out: &mut Vec<Exchange>,
+        shared: &mut Shared,
+    ) {
         match &mut self.proto {
             // Lost the first bytes: whatever follows is a midstream pickup.
             Proto::Detect => {
@@ -170,7 +189,7 @@ impl HttpSession {
                 self.stats.gap_bytes += len;
             }
             Proto::Opaque(_) => self.stats.gap_bytes += len,
-            Proto::Http1(h1) => h1.on_gap(dir, len, out, &mut self.stats),
+            Proto::Http1(h1) => h1.on_gap(dir, len, out, &mut self.stats, &mut shared.sizes),
             Proto::Http2(h2) => {
                 self.stats.gap_bytes += len;
                 h2.on_gap(dir, len, &mut self.stats)
@@ -179,9 +198,9 @@ impl HttpSession {
     }
 
     /// The connection ended.
-    pub fn on_close(&mut self, out: &mut Vec<Exchange>) {
+    pub fn on_close(&mut self, out: &mut Vec<Exchange>, shared: &mut Shared) {
         match &mut self.proto {
-            Proto::Http1(h1) => h1.on_close(out, &mut self.stats),
+            Proto::Http1(h1) => h1.on_close(out, &mut self.stats, &mut shared.sizes),
             Proto::Http2(h2) => h2.on_close(out, &mut self.stats),
             Proto::Detect | Proto::Opaque(_) => {}
         }

@@ -23,7 +23,7 @@ use crate::{
     find_header, Body, ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol,
     Request, Response,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Methods a resynchronising parser accepts as the start of a request. Detection at the start
 /// of a connection accepts any token; after a gap only well-known methods are trusted, since
@@ -175,6 +175,10 @@ struct CurResp {
     resp: Response,
     req_id: Option<u64>,
     gap: bool,
+    /// Head + Content-Length, when the response is length-framed.
+    framed_size: Option<u64>,
+    /// The pairing is certain enough to learn the request target's response size from.
+    confident: bool,
 }
 
 /// An HTTP/1.x connection: both directions and the queue of requests awaiting responses.
@@ -189,6 +193,85 @@ pub struct Http1Conn {
     /// 1xx codes seen before the final response being awaited.
     interim: Vec<u16>,
     held_upgrade: Vec<u8>,
+    /// Messages were lost on this connection (a resync happened): FIFO pairing alone can no
+    /// longer be trusted.
+    degraded: bool,
+    /// Identifies the server, so that learned response sizes are per server.
+    scope: u64,
+    /// Sizes learned while framing, handed to [`SizeModels`] at the end of each call.
+    learned: Vec<(u64, u64)>,
+}
+
+/// Framed response sizes (head + Content-Length) per (server, method, request-target),
+/// learned from confidently paired responses on every connection. Real API traffic repeats
+/// itself, and a response whose size contradicts what its target always produced is the
+/// strongest evidence there is that a pipelined connection lost messages. Shared by the
+/// connections of one worker; bounded.
+#[derive(Debug, Default)]
+pub struct SizeModels {
+    map: HashMap<u64, SizeModel>,
+    /// Entries refused because the table was full.
+    pub refused: u64,
+}
+
+impl SizeModels {
+    fn stable(&self, k: u64) -> Option<u64> {
+        self.map
+            .get(&k)
+            .filter(|m| m.stable && m.seen >= 2)
+            .map(|m| m.size)
+    }
+
+    fn learn(&mut self, k: u64, size: u64) {
+        if let Some(m) = self.map.get_mut(&k) {
+            m.seen = m.seen.saturating_add(1);
+            m.stable &= m.size == size;
+        } else if self.map.len() < MAX_SIZE_MODELS {
+            self.map.insert(
+                k,
+                SizeModel {
+                    size,
+                    seen: 1,
+                    stable: true,
+                },
+            );
+        } else {
+            self.refused += 1;
+        }
+    }
+
+    /// Targets tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing was learned yet.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// What one request target's responses looked like so far.
+#[derive(Debug, Clone, Copy)]
+struct SizeModel {
+    size: u64,
+    seen: u32,
+    /// All responses so far had the same size.
+    stable: bool,
+}
+
+/// Size-model entries kept per worker (≈40 bytes each).
+const MAX_SIZE_MODELS: usize = 65_536;
+/// Queued requests examined when realigning a response.
+const REALIGN_LOOKAHEAD: usize = 32;
+
+fn target_key(scope: u64, req: &Request) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    scope.hash(&mut h);
+    req.method.hash(&mut h);
+    req.target.hash(&mut h);
+    h.finish()
 }
 
 fn httparse_config() -> httparse::ParserConfig {
@@ -332,7 +415,9 @@ fn meta_at(meta: ChunkMeta, pos: usize) -> ChunkMeta {
 impl Http1Conn {
     /// A connection. `from_start`: the connection's first bytes are seen (a handshake was
     /// captured); otherwise both directions first look for a message start.
-    pub fn new(cfg: ParserConfig, from_start: bool) -> Self {
+    /// `scope` identifies the server (its learned response sizes are shared through
+    /// [`SizeModels`]).
+    pub fn new(cfg: ParserConfig, from_start: bool, scope: u64) -> Self {
         Http1Conn {
             cfg,
             to_server: Half::new(from_start),
@@ -342,6 +427,9 @@ impl Http1Conn {
             cur_resp: None,
             interim: Vec::new(),
             held_upgrade: Vec::new(),
+            degraded: false,
+            scope,
+            learned: Vec::new(),
         }
     }
 
@@ -360,6 +448,7 @@ impl Http1Conn {
         meta: ChunkMeta,
         out: &mut Vec<Exchange>,
         stats: &mut ParserStats,
+        sizes: &mut SizeModels,
     ) -> Transition {
         let mut pos = 0;
         // Every step consumes bytes or changes state to one that will; the bound is a guard
@@ -389,7 +478,7 @@ impl Http1Conn {
                 State::Resync { at_start } => {
                     (self.resync(dir, rest, m, at_start, stats), Transition::Stay)
                 }
-                State::Head => self.head(dir, rest, m, out, stats),
+                State::Head => self.head(dir, rest, m, out, stats, sizes),
                 State::Body(kind) => (self.body(dir, kind, rest, out, stats), Transition::Stay),
             };
             pos += used;
@@ -400,23 +489,44 @@ impl Http1Conn {
                     client_bytes,
                     ..
                 } => {
+                    self.drain_learned(sizes);
                     return Transition::H2c {
                         request,
                         client_bytes,
                         server_rest: pos,
-                    }
+                    };
                 }
                 Transition::Opaque => {
                     stats.opaque_bytes += (data.len() - pos) as u64;
+                    self.drain_learned(sizes);
                     return Transition::Opaque;
                 }
             }
         }
+        self.drain_learned(sizes);
         Transition::Stay
+    }
+
+    fn drain_learned(&mut self, sizes: &mut SizeModels) {
+        for (k, sz) in self.learned.drain(..) {
+            sizes.learn(k, sz);
+        }
     }
 
     /// `len` bytes of `dir` were lost.
     pub fn on_gap(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+        sizes: &mut SizeModels,
+    ) {
+        self.on_gap_inner(dir, len, out, stats);
+        self.drain_learned(sizes);
+    }
+
+    fn on_gap_inner(
         &mut self,
         dir: Direction,
         len: u64,
@@ -478,7 +588,17 @@ impl Http1Conn {
     }
 
     /// The connection ended: finish what can be finished and emit every pending request.
-    pub fn on_close(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+    pub fn on_close(
+        &mut self,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+        sizes: &mut SizeModels,
+    ) {
+        self.on_close_inner(out, stats);
+        self.drain_learned(sizes);
+    }
+
+    fn on_close_inner(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             match self.half(dir).state {
                 State::Body(BodyKind::UntilClose) => self.message_done(dir, out, stats),
@@ -499,6 +619,7 @@ impl Http1Conn {
     }
 
     fn start_resync(&mut self, dir: Direction, at_start: bool) {
+        self.degraded = true;
         let h = self.half(dir);
         h.state = State::Resync { at_start };
         h.lost_messages = true;
@@ -634,6 +755,7 @@ impl Http1Conn {
         meta: ChunkMeta,
         out: &mut Vec<Exchange>,
         stats: &mut ParserStats,
+        sizes: &mut SizeModels,
     ) -> (usize, Transition) {
         let max = self.cfg.max_header_bytes;
         let cfg = self.cfg;
@@ -652,7 +774,7 @@ impl Http1Conn {
             HeadParse::Complete(n, head) => {
                 let used = n - used_before;
                 self.half(dir).buf.clear();
-                let tr = self.on_head(dir, head, head_meta, n, out, stats);
+                let tr = self.on_head(dir, head, head_meta, n, out, stats, sizes);
                 (used, tr)
             }
             HeadParse::Partial => {
@@ -699,6 +821,7 @@ impl Http1Conn {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_head(
         &mut self,
         dir: Direction,
@@ -707,6 +830,7 @@ impl Http1Conn {
         head_len: usize,
         out: &mut Vec<Exchange>,
         stats: &mut ParserStats,
+        sizes: &mut SizeModels,
     ) -> Transition {
         match head {
             Head::Req(mut req) => {
@@ -767,17 +891,28 @@ impl Http1Conn {
                 stats.http1_responses += 1;
                 resp.interim = std::mem::take(&mut self.interim);
                 let lost = std::mem::take(&mut self.to_client.lost_messages);
-                let req_id = self.pick_request(&resp, lost, stats);
+                let kind = body_kind(&resp.headers, true);
+                let bodyless =
+                    (100..200).contains(&resp.status) || resp.status == 204 || resp.status == 304;
+                let framed_size = match kind {
+                    _ if bodyless => Some(head_len as u64),
+                    Some(BodyKind::Length(n)) => Some(head_len as u64 + n),
+                    _ => None,
+                };
+                let (req_id, confident) = self.pick_request(&resp, framed_size, lost, stats, sizes);
                 let req = req_id.and_then(|id| self.pending.iter().find(|p| p.id == id));
                 let method_head = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("HEAD"));
                 let connect = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("CONNECT"));
                 let upgrade_h2c = req.is_some_and(|p| p.upgrade_h2c);
                 let status = resp.status;
-                let kind = body_kind(&resp.headers, true);
+                // A HEAD response's size says nothing about the target's GET responses.
+                let framed_size = if method_head { None } else { framed_size };
                 self.cur_resp = Some(CurResp {
                     resp,
                     req_id,
                     gap: lost,
+                    framed_size,
+                    confident,
                 });
                 if status == 101 || (connect && (200..300).contains(&status)) {
                     let cur = self.cur_resp.take();
@@ -839,7 +974,7 @@ impl Http1Conn {
                         peer_ack: None,
                     };
                     if let Transition::H2c { .. } | Transition::Opaque =
-                        self.on_data(Direction::ToServer, &held, m, out, stats)
+                        self.on_data(Direction::ToServer, &held, m, out, stats, sizes)
                     {
                         // A second upgrade inside the held bytes: not followed (rare); stay.
                     }
@@ -899,31 +1034,58 @@ impl Http1Conn {
     }
 
     /// Chooses the request a response answers (see the module doc). Requests passed over are
-    /// given up (emitted without a response).
+    /// given up (emitted without a response). Returns the request and whether the choice is
+    /// certain (FIFO on an intact connection, or confirmed by the size model).
     fn pick_request(
         &mut self,
         resp: &Response,
+        framed_size: Option<u64>,
         lost: bool,
         stats: &mut ParserStats,
-    ) -> Option<u64> {
-        let open: Vec<usize> = (0..self.pending.len())
+        sizes: &SizeModels,
+    ) -> (Option<u64>, bool) {
+        // The server can only answer what it had received the start of.
+        let feasible: Vec<usize> = (0..self.pending.len())
             .filter(|&i| {
                 let p = &self.pending[i];
-                p.resp.is_none() && !p.given_up
+                p.resp.is_none()
+                    && !p.given_up
+                    && resp.peer_ack.is_none_or(|ack| p.req.stream_offset < ack)
             })
             .collect();
-        // The server can only answer what it had received the start of.
-        let feasible: Vec<usize> = open
-            .iter()
-            .copied()
-            .filter(|&i| match resp.peer_ack {
-                Some(ack) => self.pending[i].req.stream_offset < ack,
-                None => true,
-            })
-            .collect();
-        let chosen = if !lost {
-            feasible.first().copied()
-        } else {
+        let Some(&front) = feasible.first() else {
+            stats.orphan_responses += 1;
+            return (None, false);
+        };
+        if !self.degraded {
+            return (Some(self.take_request(front)), true);
+        }
+        // Messages were lost: check FIFO against the response sizes each target has produced.
+        if let Some(t) = framed_size {
+            let stable = |c: &Self, i: usize| sizes.stable(target_key(c.scope, &c.pending[i].req));
+            if let Some(sz) = stable(self, front) {
+                if sz == t {
+                    return (Some(self.take_request(front)), true);
+                }
+                let mut all_known = true;
+                for &j in feasible.iter().skip(1).take(REALIGN_LOOKAHEAD) {
+                    match stable(self, j) {
+                        Some(s2) if s2 == t => return (Some(self.take_request(j)), true),
+                        Some(_) => {}
+                        None => {
+                            all_known = false;
+                            break;
+                        }
+                    }
+                }
+                if all_known {
+                    // No queued request produces responses of this size: its request was lost.
+                    stats.orphan_responses += 1;
+                    return (None, false);
+                }
+            }
+        }
+        let chosen = if lost {
             // Responses may have been lost: prefer the request the client sent last before this
             // response began (what a non-pipelining client does); ties keep FIFO order.
             let mut best: Option<(u64, usize)> = None;
@@ -934,18 +1096,28 @@ impl Http1Conn {
                     }
                 }
             }
-            best.map(|(_, i)| i).or(feasible.first().copied())
+            best.map_or(front, |(_, i)| i)
+        } else {
+            front
         };
-        let Some(ci) = chosen else {
-            stats.orphan_responses += 1;
-            return None;
-        };
-        for &i in &open {
-            if i < ci {
-                self.pending[i].given_up = true;
+        (Some(self.take_request(chosen)), false)
+    }
+
+    /// Marks queue entry `ci` as answered-to-be; open requests before it are given up.
+    fn take_request(&mut self, ci: usize) -> u64 {
+        for p in self.pending.iter_mut().take(ci) {
+            if p.resp.is_none() {
+                p.given_up = true;
             }
         }
-        Some(self.pending[ci].id)
+        self.pending[ci].id
+    }
+
+    fn learn_size(&mut self, req_id: u64, size: u64) {
+        if let Some(p) = self.pending.iter().find(|p| p.id == req_id) {
+            let k = target_key(self.scope, &p.req);
+            self.learned.push((k, size));
+        }
     }
 
     /// Reads body bytes. Returns bytes consumed.
@@ -1113,6 +1285,11 @@ impl Http1Conn {
         let Some(id) = cur.req_id else {
             return;
         };
+        if cur.confident && !cur.resp.body.incomplete {
+            if let Some(sz) = cur.framed_size {
+                self.learn_size(id, sz);
+            }
+        }
         if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
             p.gap |= cur.gap || cur.resp.body.incomplete;
             p.resp = Some(cur.resp);

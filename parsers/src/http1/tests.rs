@@ -7,6 +7,7 @@ struct Drive {
     conn: Http1Conn,
     out: Vec<Exchange>,
     stats: ParserStats,
+    sizes: SizeModels,
     off: [u64; 2],
     trans: Vec<Transition>,
 }
@@ -14,16 +15,17 @@ struct Drive {
 impl Drive {
     fn new() -> Self {
         Drive {
-            conn: Http1Conn::new(ParserConfig::default(), true),
+            conn: Http1Conn::new(ParserConfig::default(), true, 0),
             out: vec![],
             stats: ParserStats::default(),
+            sizes: SizeModels::default(),
             off: [0, 0],
             trans: vec![],
         }
     }
     fn midstream() -> Self {
         let mut d = Drive::new();
-        d.conn = Http1Conn::new(ParserConfig::default(), false);
+        d.conn = Http1Conn::new(ParserConfig::default(), false, 0);
         d
     }
     fn idx(dir: Direction) -> usize {
@@ -36,9 +38,14 @@ impl Drive {
             offset: self.off[i],
             peer_ack: Some(self.off[1 - i]),
         };
-        let t = self
-            .conn
-            .on_data(dir, data, meta, &mut self.out, &mut self.stats);
+        let t = self.conn.on_data(
+            dir,
+            data,
+            meta,
+            &mut self.out,
+            &mut self.stats,
+            &mut self.sizes,
+        );
         if t != Transition::Stay {
             self.trans.push(t);
         }
@@ -46,12 +53,14 @@ impl Drive {
         self
     }
     fn gap(&mut self, dir: Direction, len: u64) -> &mut Self {
-        self.conn.on_gap(dir, len, &mut self.out, &mut self.stats);
+        self.conn
+            .on_gap(dir, len, &mut self.out, &mut self.stats, &mut self.sizes);
         self.off[Drive::idx(dir)] += len;
         self
     }
     fn close(&mut self) -> &mut Self {
-        self.conn.on_close(&mut self.out, &mut self.stats);
+        self.conn
+            .on_close(&mut self.out, &mut self.stats, &mut self.sizes);
         self
     }
     /// `METHOD target -> status` per exchange (`-` when no response).

@@ -86,8 +86,9 @@ fn score(obs: &[Value], truth: &[Key]) -> (usize, usize, Vec<String>) {
     let (mut hit, mut extra) = (0, 0);
     let mut examples = Vec::new();
     for o in obs {
-        match key(o) {
-            Some(k) => match want.get_mut(&k) {
+        // A request without its response is not wrong, just incomplete.
+        if let Some(k) = key(o) {
+            match want.get_mut(&k) {
                 Some(n) if *n > 0 => {
                     *n -= 1;
                     hit += 1;
@@ -98,9 +99,7 @@ fn score(obs: &[Value], truth: &[Key]) -> (usize, usize, Vec<String>) {
                         examples.push(format!("{k:?}"));
                     }
                 }
-            },
-            // A request without its response is not wrong, just incomplete.
-            None => {}
+            }
         }
     }
     (hit, extra, examples)

@@ -45,7 +45,7 @@ impl AppProtocol {
 #[derive(Debug)]
 enum Proto {
     Detect,
-    Http1(Http1Conn),
+    Http1(Box<Http1Conn>),
     Http2(Box<Http2Conn>),
     Opaque(AppProtocol),
 }
@@ -107,15 +107,17 @@ impl HttpSession {
             Direction::ToServer if is_preface_start(data) => {
                 Proto::Http2(Box::new(Http2Conn::new(self.cfg)))
             }
-            Direction::ToServer if looks_like_request(data) => {
-                Proto::Http1(Http1Conn::new(self.cfg, self.from_start, self.scope))
-            }
-            Direction::ToClient if looks_like_response(data) && data.len() >= 5 => {
-                Proto::Http1(Http1Conn::new(self.cfg, self.from_start, self.scope))
-            }
+            Direction::ToServer if looks_like_request(data) => Proto::Http1(Box::new(
+                Http1Conn::new(self.cfg, self.from_start, self.scope),
+            )),
+            Direction::ToClient if looks_like_response(data) && data.len() >= 5 => Proto::Http1(
+                Box::new(Http1Conn::new(self.cfg, self.from_start, self.scope)),
+            ),
             _ if is_tls_record(data) => Proto::Opaque(AppProtocol::Tls),
             _ if looks_like_frames(data) => Proto::Http2(Box::new(Http2Conn::midstream(self.cfg))),
-            _ if !self.from_start => Proto::Http1(Http1Conn::new(self.cfg, false, self.scope)),
+            _ if !self.from_start => {
+                Proto::Http1(Box::new(Http1Conn::new(self.cfg, false, self.scope)))
+            }
             _ => {
                 self.stats.unknown_protocol += 1;
                 Proto::Opaque(AppProtocol::Unknown)

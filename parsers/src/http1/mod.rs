@@ -285,9 +285,10 @@ fn httparse_config() -> httparse::ParserConfig {
     c
 }
 
+// Boxed: heads are built once per message and moved around a few times.
 enum Head {
-    Req(Request),
-    Resp(Response),
+    Req(Box<Request>),
+    Resp(Box<Response>),
 }
 
 enum HeadParse {
@@ -320,13 +321,13 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
             match pc.parse_request(&mut r, data) {
                 Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
                     n,
-                    Head::Req(Request {
+                    Head::Req(Box::new(Request {
                         method: r.method.unwrap_or_default().to_string(),
                         target: r.path.unwrap_or_default().to_string(),
                         version: format!("HTTP/1.{}", r.version.unwrap_or(1)),
                         headers: headers_vec(r.headers),
                         ..Request::default()
-                    }),
+                    })),
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
                 Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
@@ -338,13 +339,13 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
             match pc.parse_response(&mut r, data) {
                 Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
                     n,
-                    Head::Resp(Response {
+                    Head::Resp(Box::new(Response {
                         version: format!("HTTP/1.{}", r.version.unwrap_or(1)),
                         status: r.code.unwrap_or(0),
                         reason: r.reason.unwrap_or_default().to_string(),
                         headers: headers_vec(r.headers),
                         ..Response::default()
-                    }),
+                    })),
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
                 Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
@@ -663,15 +664,13 @@ impl Http1Conn {
             let need = 16usize.saturating_sub(h.buf.len()).min(data.len());
             let mut probe = h.buf.clone();
             probe.extend_from_slice(&data[..need]);
-            if is_start(&probe) {
-                if probe.len() >= 8 || need == data.len() {
-                    // Looks right so far: parse it as a head (the head step gathers the rest).
-                    let h = self.half(dir);
-                    h.buf = probe;
-                    h.state = State::Head;
-                    stats.resyncs += 1;
-                    return need;
-                }
+            if is_start(&probe) && (probe.len() >= 8 || need == data.len()) {
+                // Looks right so far: parse it as a head (the head step gathers the rest).
+                let h = self.half(dir);
+                h.buf = probe;
+                h.state = State::Head;
+                stats.resyncs += 1;
+                return need;
             }
             stats.resync_skipped_bytes += self.half(dir).buf.len() as u64;
             self.half(dir).buf.clear();
@@ -833,7 +832,8 @@ impl Http1Conn {
         sizes: &mut SizeModels,
     ) -> Transition {
         match head {
-            Head::Req(mut req) => {
+            Head::Req(req) => {
+                let mut req = *req;
                 stats.http1_requests += 1;
                 req.ts_us = meta.ts_us;
                 req.stream_offset = meta.offset;
@@ -879,7 +879,8 @@ impl Http1Conn {
                 }
                 Transition::Stay
             }
-            Head::Resp(mut resp) => {
+            Head::Resp(resp) => {
+                let mut resp = *resp;
                 resp.ts_us = meta.ts_us;
                 resp.stream_offset = meta.offset;
                 resp.peer_ack = meta.peer_ack;

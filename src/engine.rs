@@ -5,7 +5,7 @@
 //! hands the serialised event to every sink. It also keeps the counters that explain where
 //! traffic went (flows by detected protocol, exchanges with and without responses).
 use crate::observation::Observation;
-use crate::redact::Redaction;
+use crate::redact::{Redaction, Redactor};
 use crate::sink::{Event, EventKind, Sink};
 use apitap_capture::flow::{ChunkInfo, CloseReason, Direction, FlowHandler, FlowInfo};
 use apitap_parsers::http1::{looks_like_request, looks_like_response};
@@ -58,6 +58,7 @@ pub struct Engine {
     pub parser: ParserStats,
     sink_error_logged: bool,
     shared: Shared,
+    redactor: Redactor,
 }
 
 fn dir(d: Direction) -> apitap_parsers::Direction {
@@ -80,6 +81,7 @@ impl Engine {
             parser: ParserStats::default(),
             sink_error_logged: false,
             shared: Shared::default(),
+            redactor: Redactor::new(cfg.redaction),
         }
     }
 
@@ -98,7 +100,7 @@ impl Engine {
                 self.stats.with_gap += 1;
             }
             self.json.clear();
-            let obs = Observation::new(&ex, flow, self.cfg.redaction);
+            let obs = Observation::new(&ex, flow, &mut self.redactor);
             if serde_json::to_writer(&mut self.json, &obs).is_err() {
                 continue;
             }

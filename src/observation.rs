@@ -3,7 +3,7 @@
 //!
 //! Owns the mapping from a parsed [`Exchange`] to what users consume. Everything that leaves
 //! the sensor passes through [`Redaction`] here.
-use crate::redact::Redaction;
+use crate::redact::Redactor;
 use apitap_capture::flow::FlowInfo;
 use apitap_parsers::{Exchange, GrpcInfo, Protocol, Request, Response};
 use serde::Serialize;
@@ -29,7 +29,7 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
-type Headers<'a> = BTreeMap<String, Vec<Cow<'a, str>>>;
+type Headers<'a> = BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>;
 
 #[derive(Serialize)]
 struct RequestObs<'a> {
@@ -112,12 +112,16 @@ pub fn rfc3339(ts_us: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-fn headers<'a>(hs: &'a [(String, String)], r: Redaction) -> Headers<'a> {
+fn headers<'a>(hs: &'a [(String, String)], r: &mut Redactor) -> Headers<'a> {
     let mut m: Headers<'a> = BTreeMap::new();
     for (n, v) in hs {
-        m.entry(n.to_ascii_lowercase())
-            .or_default()
-            .push(r.header(n, v));
+        // Most names are lower case already (always in HTTP/2): borrow them.
+        let key = if n.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(n.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(n.as_str())
+        };
+        m.entry(key).or_default().push(r.header(n, v));
     }
     m
 }
@@ -146,7 +150,7 @@ pub fn split_target(target: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn response_obs(r: &Response, red: Redaction) -> ResponseObs<'_> {
+fn response_obs<'a>(r: &'a Response, red: &mut Redactor) -> ResponseObs<'a> {
     ResponseObs {
         status: r.status,
         headers: headers(&r.headers, red),
@@ -159,7 +163,7 @@ fn response_obs(r: &Response, red: Redaction) -> ResponseObs<'_> {
 
 impl<'a> Observation<'a> {
     /// Builds the observation of `ex` seen on `flow`.
-    pub fn new(ex: &'a Exchange, flow: &FlowInfo, red: Redaction) -> Self {
+    pub fn new(ex: &'a Exchange, flow: &FlowInfo, red: &mut Redactor) -> Self {
         let req = &ex.request;
         let (path, query) = split_target(&req.target);
         let latency_ms = ex

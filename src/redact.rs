@@ -7,6 +7,7 @@
 //! cookie and parameter *names* are kept: they say how an API authenticates without giving the
 //! secret away.
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// What to do with credential values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -56,18 +57,79 @@ const SECRET_NAME_PARTS: &[&str] = &[
     "private",
 ];
 
+/// Whether a header or parameter name marks a secret. Runs for every header of every
+/// exchange, so it scans the name once, case-insensitively, without allocating.
 fn secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    SECRET_NAME_PARTS.iter().any(|p| n.contains(p)) || n == "key"
+    let b = name.as_bytes();
+    if b.eq_ignore_ascii_case(b"key") {
+        return true;
+    }
+    (0..b.len()).any(|i| {
+        let rest = &b[i..];
+        SECRET_NAME_PARTS
+            .iter()
+            .any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// Whether a header's value is a credential.
 pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    if n == "www-authenticate" || n == "proxy-authenticate" {
+    if name.eq_ignore_ascii_case("www-authenticate")
+        || name.eq_ignore_ascii_case("proxy-authenticate")
+    {
         return false; // a challenge, not a credential
     }
-    SECRET_HEADERS.contains(&n.as_str()) || secret_name(&n)
+    SECRET_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) || secret_name(name)
+}
+
+/// Distinct header names whose verdict is remembered.
+const NAME_CACHE_MAX: usize = 4096;
+
+/// Applies a [`Redaction`] mode, remembering which header names are secret: names repeat on
+/// every exchange, and classifying one costs a scan against every secret-name pattern.
+#[derive(Debug, Default)]
+pub struct Redactor {
+    mode: Redaction,
+    names: HashMap<Box<str>, bool>,
+}
+
+impl Redactor {
+    /// A redactor in `mode`.
+    pub fn new(mode: Redaction) -> Self {
+        Redactor {
+            mode,
+            names: HashMap::new(),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Redaction {
+        self.mode
+    }
+
+    fn secret_header(&mut self, name: &str) -> bool {
+        if let Some(&v) = self.names.get(name) {
+            return v;
+        }
+        let v = is_secret_header(name);
+        if self.names.len() < NAME_CACHE_MAX {
+            self.names.insert(name.into(), v);
+        }
+        v
+    }
+
+    /// The header value as it may leave the sensor.
+    pub fn header<'a>(&mut self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if self.mode == Redaction::Off || !self.secret_header(name) {
+            return Cow::Borrowed(value);
+        }
+        self.mode.mask_header(name, value)
+    }
+
+    /// The query string as it may leave the sensor.
+    pub fn query<'a>(&self, q: &'a str) -> Cow<'a, str> {
+        self.mode.query(q)
+    }
 }
 
 impl Redaction {
@@ -76,11 +138,14 @@ impl Redaction {
         if self == Redaction::Off || !is_secret_header(name) {
             return Cow::Borrowed(value);
         }
-        let n = name.to_ascii_lowercase();
-        if n == "cookie" {
+        self.mask_header(name, value)
+    }
+
+    fn mask_header<'a>(self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if name.eq_ignore_ascii_case("cookie") {
             return Cow::Owned(mask_pairs(value, ';', "; "));
         }
-        if n == "set-cookie" {
+        if name.eq_ignore_ascii_case("set-cookie") {
             // name=value; attributes — the attributes are not secret.
             let (first, attrs) = value.split_once(';').unwrap_or((value, ""));
             let mut s = mask_pairs(first, ';', "");
@@ -90,7 +155,7 @@ impl Redaction {
             }
             return Cow::Owned(s);
         }
-        if n.ends_with("authorization") {
+        if name.len() >= 13 && name[name.len() - 13..].eq_ignore_ascii_case("authorization") {
             if let Some((scheme, _)) = value.split_once(' ') {
                 return Cow::Owned(format!("{scheme} {MASK}"));
             }
@@ -160,6 +225,11 @@ mod tests {
             "Bearer realm=\"x\""
         );
         assert_eq!(Redaction::Off.header("Cookie", "sid=abc"), "sid=abc");
+        let mut cached = Redactor::new(Redaction::Mask);
+        for _ in 0..2 {
+            assert_eq!(cached.header("Authorization", "Bearer x"), "Bearer ***");
+            assert_eq!(cached.header("Accept", "*/*"), "*/*");
+        }
     }
 
     #[test]

@@ -311,14 +311,16 @@ fn headers_vec(hs: &[httparse::Header<'_>]) -> Vec<(String, String)> {
 }
 
 fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
-    // On the stack: a head is parsed once per message (and again per chunk while partial).
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_HARD];
+    // On the stack and left uninitialised: zeroing 256 headers per parse attempt cost more
+    // than the parse itself.
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_HARD];
     let hbuf = &mut storage[..cfg.max_headers.clamp(8, MAX_HEADERS_HARD)];
     let pc = httparse_config();
     match dir {
         Direction::ToServer => {
-            let mut r = httparse::Request::new(hbuf);
-            match pc.parse_request(&mut r, data) {
+            let mut r = httparse::Request::new(&mut []);
+            match pc.parse_request_with_uninit_headers(&mut r, data, hbuf) {
                 Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
                     n,
                     Head::Req(Box::new(Request {
@@ -335,8 +337,8 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
             }
         }
         Direction::ToClient => {
-            let mut r = httparse::Response::new(hbuf);
-            match pc.parse_response(&mut r, data) {
+            let mut r = httparse::Response::new(&mut []);
+            match pc.parse_response_with_uninit_headers(&mut r, data, hbuf) {
                 Ok(httparse::Status::Complete(n)) => HeadParse::Complete(
                     n,
                     Head::Resp(Box::new(Response {
@@ -1045,6 +1047,21 @@ impl Http1Conn {
         stats: &mut ParserStats,
         sizes: &SizeModels,
     ) -> (Option<u64>, bool) {
+        let is_open = |p: &Pending| {
+            p.resp.is_none()
+                && !p.given_up
+                && resp.peer_ack.is_none_or(|ack| p.req.stream_offset < ack)
+        };
+        if !self.degraded {
+            // Intact connection: FIFO is exact; no need to look further than the front.
+            return match self.pending.iter().position(is_open) {
+                Some(i) => (Some(self.take_request(i)), true),
+                None => {
+                    stats.orphan_responses += 1;
+                    (None, false)
+                }
+            };
+        }
         // The server can only answer what it had received the start of.
         let feasible: Vec<usize> = (0..self.pending.len())
             .filter(|&i| {
@@ -1058,9 +1075,6 @@ impl Http1Conn {
             stats.orphan_responses += 1;
             return (None, false);
         };
-        if !self.degraded {
-            return (Some(self.take_request(front)), true);
-        }
         // Messages were lost: check FIFO against the response sizes each target has produced.
         if let Some(t) = framed_size {
             let stable = |c: &Self, i: usize| sizes.stable(target_key(c.scope, &c.pending[i].req));

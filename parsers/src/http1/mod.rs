@@ -179,6 +179,8 @@ struct CurResp {
     framed_size: Option<u64>,
     /// The pairing is certain enough to learn the request target's response size from.
     confident: bool,
+    /// Waiting for a request that has not been parsed yet.
+    deferred: bool,
 }
 
 /// An HTTP/1.x connection: both directions and the queue of requests awaiting responses.
@@ -200,7 +202,17 @@ pub struct Http1Conn {
     scope: u64,
     /// Sizes learned while framing, handed to [`SizeModels`] at the end of each call.
     learned: Vec<(u64, u64)>,
+    /// End of the client stream seen so far (data or gaps).
+    client_end: u64,
+    /// Deferred responses dropped (queue full, or their request never came).
+    deferred_dropped: u64,
+    /// Complete responses that acknowledge client bytes not parsed yet (their requests are
+    /// still held by reassembly behind a hole), in arrival order.
+    deferred: VecDeque<CurResp>,
 }
+
+/// Responses kept waiting for their requests, per connection.
+const MAX_DEFERRED: usize = 64;
 
 /// Framed response sizes (head + Content-Length) per (server, method, request-target),
 /// learned from confidently paired responses on every connection. Real API traffic repeats
@@ -433,6 +445,9 @@ impl Http1Conn {
             degraded: false,
             scope,
             learned: Vec::new(),
+            client_end: 0,
+            deferred_dropped: 0,
+            deferred: VecDeque::new(),
         }
     }
 
@@ -453,6 +468,9 @@ impl Http1Conn {
         stats: &mut ParserStats,
         sizes: &mut SizeModels,
     ) -> Transition {
+        if dir == Direction::ToServer {
+            self.client_end = self.client_end.max(meta.offset + data.len() as u64);
+        }
         let mut pos = 0;
         // Every step consumes bytes or changes state to one that will; the bound is a guard
         // against a logic slip turning into a hang on hostile input.
@@ -616,6 +634,9 @@ impl Http1Conn {
         if let Some(cur) = self.cur_resp.take() {
             self.attach_response(cur);
         }
+        self.deferred_dropped += self.deferred.len() as u64;
+        self.deferred.clear();
+        stats.orphan_responses += std::mem::take(&mut self.deferred_dropped);
         while let Some(p) = self.pending.pop_front() {
             out.push(self.to_exchange(p));
         }
@@ -868,6 +889,9 @@ impl Http1Conn {
                         stats.pending_overflow += 1;
                     }
                 }
+                if !self.deferred.is_empty() {
+                    self.pair_deferred(sizes);
+                }
                 match kind {
                     Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
                     Some(k) => self.to_server.state = State::Body(k),
@@ -902,7 +926,17 @@ impl Http1Conn {
                     Some(BodyKind::Length(n)) => Some(head_len as u64 + n),
                     _ => None,
                 };
-                let (req_id, confident) = self.pick_request(&resp, framed_size, lost, stats, sizes);
+                // A response acknowledging client bytes not parsed yet answers a request that
+                // reassembly still holds behind a hole: wait for it rather than mispair or drop.
+                let ahead = resp.peer_ack.is_some_and(|a| a > self.client_end);
+                let must_wait =
+                    !self.deferred.is_empty() || (ahead && !self.has_open_request(&resp));
+                let (req_id, confident, deferred) = if must_wait && ahead {
+                    (None, false, true)
+                } else {
+                    let (r, c) = self.pick_request(&resp, framed_size, lost, stats, sizes);
+                    (r, c, false)
+                };
                 let req = req_id.and_then(|id| self.pending.iter().find(|p| p.id == id));
                 let method_head = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("HEAD"));
                 let connect = req.is_some_and(|p| p.req.method.eq_ignore_ascii_case("CONNECT"));
@@ -916,6 +950,7 @@ impl Http1Conn {
                     gap: lost,
                     framed_size,
                     confident,
+                    deferred,
                 });
                 if status == 101 || (connect && (200..300).contains(&status)) {
                     let cur = self.cur_resp.take();
@@ -1036,6 +1071,50 @@ impl Http1Conn {
         self.flush_done(out);
     }
 
+    fn has_open_request(&self, resp: &Response) -> bool {
+        self.pending.iter().any(|p| {
+            p.resp.is_none()
+                && !p.given_up
+                && resp.peer_ack.is_none_or(|ack| p.req.stream_offset < ack)
+        })
+    }
+
+    /// Pairs waiting responses with requests that have just been parsed.
+    fn pair_deferred(&mut self, sizes: &SizeModels) {
+        while let Some(d) = self.deferred.front() {
+            let open = self.pending.iter().position(|p| {
+                p.resp.is_none()
+                    && !p.given_up
+                    && d.resp.peer_ack.is_none_or(|ack| p.req.stream_offset < ack)
+            });
+            let Some(i) = open else {
+                if d.resp.peer_ack.is_some_and(|a| a > self.client_end) {
+                    return; // its request may still come
+                }
+                self.deferred_dropped += 1;
+                self.deferred.pop_front();
+                continue;
+            };
+            let want = sizes.stable(target_key(self.scope, &self.pending[i].req));
+            if let (Some(w), Some(t)) = (want, d.framed_size) {
+                if w != t {
+                    if d.resp.peer_ack.is_some_and(|a| a > self.client_end) {
+                        return;
+                    }
+                    self.deferred_dropped += 1;
+                    self.deferred.pop_front();
+                    continue;
+                }
+            }
+            let Some(mut d) = self.deferred.pop_front() else {
+                return;
+            };
+            d.req_id = Some(self.take_request(i));
+            d.deferred = false;
+            self.attach_response(d);
+        }
+    }
+
     /// Chooses the request a response answers (see the module doc). Requests passed over are
     /// given up (emitted without a response). Returns the request and whether the choice is
     /// certain (FIFO on an intact connection, or confirmed by the size model).
@@ -1082,21 +1161,34 @@ impl Http1Conn {
                 if sz == t {
                     return (Some(self.take_request(front)), true);
                 }
-                let mut all_known = true;
-                for &j in feasible.iter().skip(1).take(REALIGN_LOOKAHEAD) {
-                    match stable(self, j) {
-                        Some(s2) if s2 == t => return (Some(self.take_request(j)), true),
-                        Some(_) => {}
-                        None => {
-                            all_known = false;
-                            break;
-                        }
-                    }
-                }
-                if all_known {
-                    // No queued request produces responses of this size: its request was lost.
+                // The front request's responses never have this size. Which side lost
+                // messages decides what happened: without a server-side loss no response can
+                // be missing, so this response answers a request lost on the client side, right
+                // before the front one; with one, responses were lost and the queue moves on to
+                // the request whose responses do have this size.
+                let client_loss = self.pending[front].gap;
+                if client_loss && !lost {
                     stats.orphan_responses += 1;
                     return (None, false);
+                }
+                if lost {
+                    let mut all_known = true;
+                    for &j in feasible.iter().skip(1).take(REALIGN_LOOKAHEAD) {
+                        match stable(self, j) {
+                            Some(s2) if s2 == t => return (Some(self.take_request(j)), true),
+                            Some(_) => {}
+                            None => {
+                                all_known = false;
+                                break;
+                            }
+                        }
+                    }
+                    if all_known {
+                        // No queued request produces responses of this size: its request was
+                        // lost too.
+                        stats.orphan_responses += 1;
+                        return (None, false);
+                    }
                 }
             }
         }
@@ -1298,6 +1390,13 @@ impl Http1Conn {
 
     fn attach_response(&mut self, cur: CurResp) {
         let Some(id) = cur.req_id else {
+            if cur.deferred {
+                if self.deferred.len() >= MAX_DEFERRED {
+                    self.deferred_dropped += 1;
+                    self.deferred.pop_front();
+                }
+                self.deferred.push_back(cur);
+            }
             return;
         };
         if cur.confident && !cur.resp.body.incomplete {

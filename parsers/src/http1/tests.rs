@@ -488,3 +488,105 @@ fn hostile_bytes_never_panic() {
         d.close();
     }
 }
+
+/// Pipelined traffic over three targets whose responses have distinct sizes.
+fn pipelined(targets: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let (mut q, mut r) = (Vec::new(), Vec::new());
+    for t in targets {
+        q.extend_from_slice(format!("GET /{t} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let body = t.repeat(3);
+        r.extend_from_slice(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    (q, r)
+}
+
+/// A connection that learned response sizes from an earlier, intact one.
+fn warmed_up() -> Drive {
+    let mut d = Drive::new();
+    let (q, r) = pipelined(&["a", "bb", "ccc", "a", "bb", "ccc"]);
+    d.feed(S, &q).feed(C, &r).close();
+    assert_eq!(d.out.len(), 6);
+    let mut fresh = Drive::new();
+    fresh.sizes = std::mem::take(&mut d.sizes);
+    fresh
+}
+
+#[test]
+fn request_lost_on_client_side_does_not_shift_pipelined_pairs() {
+    let mut d = warmed_up();
+    let (q1, _) = pipelined(&["a", "bb"]);
+    let (lost, _) = pipelined(&["ccc"]);
+    let (q2, _) = pipelined(&["a", "bb", "ccc"]);
+    let (_, r) = pipelined(&["a", "bb", "ccc", "a", "bb", "ccc"]);
+    d.feed(S, &q1).gap(S, lost.len() as u64).feed(S, &q2);
+    d.feed(C, &r).close();
+    assert_eq!(
+        d.summary(),
+        [
+            "GET /a -> 200",
+            "GET /bb -> 200",
+            "GET /a -> 200",
+            "GET /bb -> 200",
+            "GET /ccc -> 200"
+        ]
+    );
+    assert_eq!(
+        d.stats.orphan_responses, 1,
+        "the lost request's response has no partner"
+    );
+}
+
+#[test]
+fn response_lost_on_server_side_skips_only_its_request() {
+    let mut d = warmed_up();
+    let (q, _) = pipelined(&["a", "bb", "ccc", "a"]);
+    let (r1, _) = (pipelined(&["a"]).1, ());
+    let lost = pipelined(&["bb"]).1;
+    let r2 = pipelined(&["ccc", "a"]).1;
+    d.feed(S, &q);
+    d.feed(C, &r1)
+        .gap(C, lost.len() as u64)
+        .feed(C, &r2)
+        .close();
+    assert_eq!(
+        d.summary(),
+        [
+            "GET /a -> 200",
+            "GET /bb -> -",
+            "GET /ccc -> 200",
+            "GET /a -> 200"
+        ]
+    );
+    let ccc = &d.out[2].response.as_ref().unwrap().body.prefix;
+    assert_eq!(
+        ccc, b"ccccccccc",
+        "paired with the right response, not its neighbour"
+    );
+}
+
+#[test]
+fn response_before_its_request_is_deferred_not_dropped() {
+    // The request's segment is held by reassembly behind a hole while the response, which
+    // acknowledges it, is delivered first.
+    let mut d = Drive::new();
+    d.feed(S, b"GET /1 HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let late = b"GET /2 HTTP/1.1\r\n\r\n";
+    let meta = ChunkMeta {
+        ts_us: 0,
+        offset: 38,
+        peer_ack: Some(19 + late.len() as u64),
+    };
+    let resp = b"HTTP/1.1 201 OK\r\nContent-Length: 0\r\n\r\n";
+    d.conn
+        .on_data(C, resp, meta, &mut d.out, &mut d.stats, &mut d.sizes);
+    d.feed(S, late).close();
+    assert_eq!(d.summary(), ["GET /1 -> 200", "GET /2 -> 201"]);
+    assert_eq!(d.stats.orphan_responses, 0);
+}

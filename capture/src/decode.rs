@@ -261,10 +261,18 @@ fn decode_ether_type<'a>(
             Err(Skip::TooDeep)
         }
         // PPPoE session (RFC 2516): 6-byte header, then a 2-byte PPP protocol.
+        // The PPP protocol field may be compressed to one byte (RFC 1661 §6.5): an odd first
+        // byte is the whole field.
         0x8864 => {
             ctx.pppoe = true;
-            match be16(p, 6)? {
-                0x0021 | 0x0057 => decode_ip(p.get(8..).ok_or(Skip::Malformed)?, ctx, depth + 1),
+            let first = *p.get(6).ok_or(Skip::Malformed)?;
+            let (proto, at) = if first & 1 == 1 {
+                (u16::from(first), 7)
+            } else {
+                (be16(p, 6)?, 8)
+            };
+            match proto {
+                0x0021 | 0x0057 => decode_ip(p.get(at..).ok_or(Skip::Malformed)?, ctx, depth + 1),
                 _ => Err(Skip::NotIp),
             }
         }
@@ -380,6 +388,24 @@ mod tests {
         assert_eq!(s.vlan, Some(100));
         assert_eq!(s.payload, b"x");
         assert_eq!((st.vlan_tagged, st.mpls), (1, 1));
+    }
+
+    #[test]
+    fn pppoe_with_and_without_protocol_compression() {
+        let inner = tcp_frame(b"ppp");
+        let ip = &inner[14..];
+        for compressed in [false, true] {
+            let mut f = inner[..12].to_vec();
+            f.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x00, 0x01, 0x00, 0x00]);
+            if compressed {
+                f.push(0x21);
+            } else {
+                f.extend_from_slice(&[0x00, 0x21]);
+            }
+            f.extend_from_slice(ip);
+            let s = decode(linktype::ETHERNET, &f, &mut DecodeStats::default()).unwrap();
+            assert_eq!(s.payload, b"ppp", "compressed: {compressed}");
+        }
     }
 
     #[test]

@@ -284,10 +284,12 @@ impl<H: FlowHandler> FlowTable<H> {
             if let Some(e) = self.map.get(&key) {
                 // A fresh SYN (not a retransmission of the one that opened this entry) on a
                 // tuple that carried data or ended starts a new connection.
-                let done = e.rst || (e.to_server.finished() && e.to_client.finished());
-                let used = e.to_server.next_offset() > 0 || e.to_client.next_offset() > 0;
-                let retransmit = e.to_server.offset_of(seg.seq.wrapping_add(1)) == Some(0);
-                if (done || used) && !retransmit {
+                // A SYN with another initial sequence number is a new attempt (port reuse, or a
+                // client retrying before the handshake completes): start over, or the old ISN
+                // would make the real connection's data look like it lies before the stream.
+                let same_isn = e.to_server.offset_of(seg.seq.wrapping_add(1)) == Some(0);
+                let from_client = from_lo == e.lo_is_client;
+                if !same_isn || !from_client {
                     self.close_key(&key, CloseReason::Reused);
                 }
             }
@@ -677,6 +679,21 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.close_all();
         assert_eq!(t.handler.log.len(), 2);
+    }
+
+    #[test]
+    fn syn_retries_with_new_isns_restart_the_connection() {
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        for isn in [1000u32, 5000, 9000] {
+            t.process(&seg(5555, 80, isn, 0, "S", b""), 1);
+        }
+        t.process(&seg(5555, 80, 9000, 0, "S", b""), 2); // a retransmission of the last one
+        t.process(&seg(80, 5555, 70, 9001, "SA", b""), 3);
+        t.process(&seg(5555, 80, 9001, 71, "A", b"GET /x"), 4);
+        t.close_all();
+        let last = t.handler.log.last().unwrap();
+        assert!(last.contains("c:GET /x"), "{:?}", t.handler.log);
+        assert_eq!(t.stats().closed_reused, 2);
     }
 
     #[test]

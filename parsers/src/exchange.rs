@@ -285,6 +285,10 @@ pub struct ParserStats {
     pub pending_overflow: u64,
     /// Connections handed over to HTTP/2 by `Upgrade: h2c` / `101`.
     pub h2c_upgrades: u64,
+    /// CONNECT tunnels whose content was detected afresh.
+    pub tunnels: u64,
+    /// HTTP/1 heads httparse rejected but the lenient fallback read (odd versions, bare CR…).
+    pub http1_lenient_heads: u64,
     /// Connections whose protocol could not be recognised; their bytes are ignored.
     pub unknown_protocol: u64,
     /// Bytes ignored after the connection switched to a protocol we do not parse (WebSocket,
@@ -309,6 +313,8 @@ impl ParserStats {
         self.orphan_responses += o.orphan_responses;
         self.pending_overflow += o.pending_overflow;
         self.h2c_upgrades += o.h2c_upgrades;
+        self.tunnels += o.tunnels;
+        self.http1_lenient_heads += o.http1_lenient_heads;
         self.unknown_protocol += o.unknown_protocol;
         self.opaque_bytes += o.opaque_bytes;
     }

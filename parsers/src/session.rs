@@ -42,9 +42,13 @@ impl AppProtocol {
     }
 }
 
+/// Bytes kept while a connection's protocol is undecided (a first segment of one byte, `GE`…).
+const DETECT_MAX: usize = 256;
+
 #[derive(Debug)]
 enum Proto {
-    Detect,
+    /// Undecided; holds each direction's first bytes and their metadata until they say enough.
+    Detect([Option<(Vec<u8>, ChunkMeta)>; 2]),
     Http1(Box<Http1Conn>),
     Http2(Box<Http2Conn>),
     Opaque(AppProtocol),
@@ -73,6 +77,11 @@ fn is_tls_record(d: &[u8]) -> bool {
     d.len() >= 3 && matches!(d[0], 0x14..=0x17) && d[1] == 3 && d[2] <= 4
 }
 
+/// Whether a line contains ` HTTP/1.` or ends in `HTTP/1.x` (case-insensitive).
+fn contains_http1_version(line: &[u8]) -> bool {
+    line.windows(7).any(|w| w.eq_ignore_ascii_case(b"HTTP/1."))
+}
+
 fn is_preface_start(d: &[u8]) -> bool {
     let n = d.len().min(PREFACE.len());
     n >= 3 && d[..n] == PREFACE[..n]
@@ -87,7 +96,7 @@ impl HttpSession {
             cfg,
             from_start,
             scope,
-            proto: Proto::Detect,
+            proto: Proto::Detect([None, None]),
             stats: ParserStats::default(),
         }
     }
@@ -95,35 +104,100 @@ impl HttpSession {
     /// The protocol detected so far.
     pub fn protocol(&self) -> AppProtocol {
         match &self.proto {
-            Proto::Detect => AppProtocol::Undetected,
+            Proto::Detect(_) => AppProtocol::Undetected,
             Proto::Http1(_) => AppProtocol::Http1,
             Proto::Http2(_) => AppProtocol::Http2,
             Proto::Opaque(p) => *p,
         }
     }
 
-    fn detect(&mut self, dir: Direction, data: &[u8]) {
-        let p = match dir {
+    /// Decides the protocol from the first bytes of `dir`; `None` while they could still be the
+    /// start of something recognisable.
+    fn decide(&mut self, dir: Direction, data: &[u8]) -> Option<Proto> {
+        let first_line = data.split(|&b| b == b'\n').next().unwrap_or(data);
+        let line_complete = first_line.len() < data.len();
+        let h1 = || {
+            Some(Proto::Http1(Box::new(Http1Conn::new(
+                self.cfg,
+                self.from_start,
+                self.scope,
+            ))))
+        };
+        match dir {
             Direction::ToServer if is_preface_start(data) => {
-                Proto::Http2(Box::new(Http2Conn::new(self.cfg)))
+                if data.len() < PREFACE.len().min(8) {
+                    return None;
+                }
+                return Some(Proto::Http2(Box::new(Http2Conn::new(self.cfg))));
             }
-            Direction::ToServer if looks_like_request(data) => Proto::Http1(Box::new(
-                Http1Conn::new(self.cfg, self.from_start, self.scope),
-            )),
-            Direction::ToClient if looks_like_response(data) && data.len() >= 5 => Proto::Http1(
-                Box::new(Http1Conn::new(self.cfg, self.from_start, self.scope)),
-            ),
-            _ if is_tls_record(data) => Proto::Opaque(AppProtocol::Tls),
-            _ if looks_like_frames(data) => Proto::Http2(Box::new(Http2Conn::midstream(self.cfg))),
-            _ if !self.from_start => {
-                Proto::Http1(Box::new(Http1Conn::new(self.cfg, false, self.scope)))
+            Direction::ToServer if looks_like_request(data) => return h1(),
+            Direction::ToClient if looks_like_response(data) && data.len() >= 5 => return h1(),
+            _ => {}
+        }
+        if is_tls_record(data) {
+            return Some(Proto::Opaque(AppProtocol::Tls));
+        }
+        if looks_like_frames(data) {
+            return Some(Proto::Http2(Box::new(Http2Conn::midstream(self.cfg))));
+        }
+        // A request line too odd for the quick check but ending in an HTTP/1 version
+        // (`OPTIONSHTTP/1.1`, a target with spaces): the HTTP/1 parser copes.
+        if line_complete && contains_http1_version(first_line) {
+            return h1();
+        }
+        // Too few bytes to tell yet (one byte per segment is a known evasion).
+        let plausible = data
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\r');
+        if !line_complete && plausible && data.len() < DETECT_MAX {
+            return None;
+        }
+        if !self.from_start {
+            return Some(Proto::Http1(Box::new(Http1Conn::new(
+                self.cfg, false, self.scope,
+            ))));
+        }
+        self.stats.unknown_protocol += 1;
+        Some(Proto::Opaque(AppProtocol::Unknown))
+    }
+
+    /// Feeds bytes while undecided: keeps them until the protocol is known, then replays what
+    /// both directions held.
+    fn detect(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+        shared: &mut Shared,
+    ) {
+        let Proto::Detect(held) = &mut self.proto else {
+            return;
+        };
+        let slot = &mut held[dir as usize];
+        let (bytes, first_meta) = match slot.take() {
+            Some((mut b, m)) => {
+                b.extend_from_slice(data);
+                (b, m)
             }
-            _ => {
-                self.stats.unknown_protocol += 1;
-                Proto::Opaque(AppProtocol::Unknown)
+            None => (data.to_vec(), meta),
+        };
+        let Some(p) = self.decide(dir, &bytes) else {
+            if let Proto::Detect(held) = &mut self.proto {
+                held[dir as usize] = Some((bytes, first_meta));
             }
+            return;
+        };
+        let other = match &mut self.proto {
+            Proto::Detect(held) => held[dir.flip() as usize].take(),
+            _ => None,
         };
         self.proto = p;
+        // The other direction's held bytes came first in capture order.
+        if let Some((b, m)) = other {
+            self.on_data(dir.flip(), &b, m, out, shared);
+        }
+        self.on_data(dir, &bytes, first_meta, out, shared);
     }
 
     /// Feeds in-order bytes of one direction; completed exchanges are appended to `out`.
@@ -138,17 +212,40 @@ impl HttpSession {
         if data.is_empty() {
             return;
         }
-        if let Proto::Detect = self.proto {
-            self.detect(dir, data);
+        if let Proto::Detect(_) = self.proto {
+            return self.detect(dir, data, meta, out, shared);
         }
         match &mut self.proto {
-            Proto::Detect => {}
+            Proto::Detect(_) => {}
             Proto::Opaque(_) => self.stats.opaque_bytes += data.len() as u64,
             Proto::Http2(h2) => h2.on_data(dir, data, meta, out, &mut self.stats),
             Proto::Http1(h1) => {
                 match h1.on_data(dir, data, meta, out, &mut self.stats, &mut shared.sizes) {
                     Transition::Stay => {}
                     Transition::Opaque => self.proto = Proto::Opaque(AppProtocol::Tunnel),
+                    Transition::Tunnel {
+                        client_bytes,
+                        server_rest,
+                    } => {
+                        // Whatever runs inside the tunnel starts now: detect it afresh.
+                        self.stats.tunnels += 1;
+                        self.from_start = true;
+                        self.proto = Proto::Detect([None, None]);
+                        if !client_bytes.is_empty() {
+                            let m = ChunkMeta {
+                                peer_ack: None,
+                                ..meta
+                            };
+                            self.on_data(Direction::ToServer, &client_bytes, m, out, shared);
+                        }
+                        if let Some(rest) = data.get(server_rest..).filter(|r| !r.is_empty()) {
+                            let m = ChunkMeta {
+                                offset: meta.offset + server_rest as u64,
+                                ..meta
+                            };
+                            self.on_data(dir, rest, m, out, shared);
+                        }
+                    }
                     Transition::H2c {
                         request,
                         client_bytes,
@@ -186,7 +283,7 @@ impl HttpSession {
     ) {
         match &mut self.proto {
             // Lost the first bytes: whatever follows is a midstream pickup.
-            Proto::Detect => {
+            Proto::Detect(_) => {
                 self.from_start = false;
                 self.stats.gap_bytes += len;
             }
@@ -204,7 +301,112 @@ impl HttpSession {
         match &mut self.proto {
             Proto::Http1(h1) => h1.on_close(out, &mut self.stats, &mut shared.sizes),
             Proto::Http2(h2) => h2.on_close(out, &mut self.stats),
-            Proto::Detect | Proto::Opaque(_) => {}
+            Proto::Opaque(_) => {}
+            Proto::Detect(held) => {
+                // Decide with what there is (a connection that only ever sent a few bytes).
+                let held = std::mem::take(held);
+                self.from_start = false;
+                for (i, h) in held.into_iter().enumerate() {
+                    if let Some((b, m)) = h {
+                        let dir = if i == 0 {
+                            Direction::ToServer
+                        } else {
+                            Direction::ToClient
+                        };
+                        if let Some(p) = self.decide(dir, &b) {
+                            self.proto = p;
+                            self.on_data(dir, &b, m, out, shared);
+                        }
+                    }
+                }
+                if let Proto::Http1(_) | Proto::Http2(_) = self.proto {
+                    self.on_close(out, shared);
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &[(Direction, &[u8])], from_start: bool) -> (Vec<Exchange>, HttpSession) {
+        let mut s = HttpSession::new(ParserConfig::default(), from_start, 0);
+        let mut shared = Shared::default();
+        let mut out = Vec::new();
+        let mut off = [0u64; 2];
+        for (dir, data) in script {
+            let i = *dir as usize;
+            let meta = ChunkMeta {
+                ts_us: 0,
+                offset: off[i],
+                peer_ack: Some(off[1 - i]),
+            };
+            s.on_data(*dir, data, meta, &mut out, &mut shared);
+            off[i] += data.len() as u64;
+        }
+        s.on_close(&mut out, &mut shared);
+        (out, s)
+    }
+
+    use Direction::{ToClient as C, ToServer as S};
+
+    #[test]
+    fn one_byte_segments_are_detected() {
+        let req = b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut script: Vec<(Direction, &[u8])> = req.chunks(1).map(|c| (S, c)).collect();
+        script.push((C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        let (out, s) = run(&script, true);
+        assert_eq!(s.protocol(), AppProtocol::Http1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].request.target, "/slow");
+    }
+
+    #[test]
+    fn http_inside_a_connect_tunnel_is_parsed_and_tls_is_not() {
+        let (out, s) = run(
+            &[
+                (
+                    S,
+                    b"CONNECT api.internal:80 HTTP/1.1\r\nHost: api.internal:80\r\n\r\n",
+                ),
+                (C, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+                (S, b"GE"),
+                (S, b"T /inner HTTP/1.1\r\nHost: api.internal\r\n\r\n"),
+                (C, b"HTTP/1.1 204 No Content\r\n\r\n"),
+            ],
+            true,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| {
+                (
+                    e.request.method.as_str(),
+                    e.response.as_ref().map(|r| r.status),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("CONNECT", Some(200)), ("GET", Some(204))]);
+        assert_eq!(s.stats.tunnels, 1);
+
+        let (out, s) = run(
+            &[
+                (S, b"CONNECT bank:443 HTTP/1.1\r\n\r\n"),
+                (C, b"HTTP/1.1 200 OK\r\n\r\n"),
+                (S, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            ],
+            true,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(s.protocol(), AppProtocol::Tls);
+    }
+
+    #[test]
+    fn odd_request_lines_with_a_version_are_http1() {
+        let (_, s) = run(&[(S, b"OPTIONSHTTP/1.1\r\nHost: x\r\n\r\n")], true);
+        assert_eq!(s.protocol(), AppProtocol::Http1);
+        let (_, s) = run(&[(S, b"SSH-2.0-OpenSSH_9.2\r\n")], true);
+        assert_eq!(s.protocol(), AppProtocol::Unknown);
     }
 }

@@ -63,13 +63,15 @@ pub fn looks_like_request(data: &[u8]) -> bool {
     let Some(sp) = data.iter().take(25).position(|&b| b == b' ') else {
         return false;
     };
+    // Some clients (and evasions) put several spaces after the method.
+    let after = data[sp..].iter().position(|&b| b != b' ').map(|i| sp + i);
     sp > 0
         && data[..sp]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
         && data[0].is_ascii_alphabetic()
-        && data
-            .get(sp + 1)
+        && after
+            .and_then(|i| data.get(i))
             .is_none_or(|&b| b == b'/' || b == b'*' || b.is_ascii_alphanumeric())
 }
 
@@ -96,7 +98,17 @@ pub enum Transition {
         /// Offset in the chunk being fed at which HTTP/2 frames begin.
         server_rest: usize,
     },
-    /// The connection is a tunnel or another protocol from here (WebSocket, CONNECT).
+    /// A successful CONNECT: from here the connection carries whatever the client tunnels
+    /// (TLS usually, sometimes cleartext HTTP), to be detected afresh. `client_bytes` were
+    /// received from the client after the CONNECT request; `server_rest` is where the tunnel
+    /// starts in the current server chunk.
+    Tunnel {
+        /// Client bytes held since the CONNECT request.
+        client_bytes: Vec<u8>,
+        /// Offset in the chunk being fed at which the tunnel begins.
+        server_rest: usize,
+    },
+    /// The connection is another protocol from here (WebSocket after `101`).
     Opaque,
 }
 
@@ -304,7 +316,8 @@ enum Head {
 }
 
 enum HeadParse {
-    Complete(usize, Head),
+    /// A head of this many bytes; `true` when only the lenient fallback could read it.
+    Complete(usize, Head, bool),
     Partial,
     Invalid,
     TooLarge,
@@ -342,10 +355,11 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
                         headers: headers_vec(r.headers),
                         ..Request::default()
                     })),
+                    false,
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
                 Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
-                Err(_) => HeadParse::Invalid,
+                Err(_) => lenient_head(cfg, dir, data),
             }
         }
         Direction::ToClient => {
@@ -360,11 +374,143 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
                         headers: headers_vec(r.headers),
                         ..Response::default()
                     })),
+                    false,
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
                 Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
-                Err(_) => HeadParse::Invalid,
+                Err(_) => lenient_head(cfg, dir, data),
             }
+        }
+    }
+}
+
+/// Reads a head httparse rejected, the way lenient servers and browsers do: any `HTTP/x.y`
+/// version in any case, a request-target with spaces or without a version, bare-CR or LF line
+/// ends, header lines without a colon skipped. Only called after httparse said "invalid", so the
+/// strict parser stays the fast path. Returns `Invalid` when the start line is not HTTP at all.
+fn lenient_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
+    // The head ends at the first empty line.
+    let mut end = None;
+    let mut i = 0;
+    while let Some(nl) = data[i..].iter().position(|&b| b == b'\n') {
+        let line_end = i + nl;
+        let line = &data[i..line_end];
+        if i > 0 && (line.is_empty() || line == b"\r") {
+            end = Some(line_end + 1);
+            break;
+        }
+        i = line_end + 1;
+    }
+    let Some(end) = end else {
+        let first_line_done = data.contains(&b'\n');
+        if first_line_done
+            && !start_line_ok(dir, data.split(|&b| b == b'\n').next().unwrap_or(data))
+        {
+            return HeadParse::Invalid;
+        }
+        return if data.len() >= cfg.max_header_bytes {
+            HeadParse::TooLarge
+        } else {
+            HeadParse::Partial
+        };
+    };
+    let text = String::from_utf8_lossy(&data[..end]);
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let first = lines.next().unwrap_or_default();
+    if !start_line_ok(dir, first.as_bytes()) {
+        return HeadParse::Invalid;
+    }
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+            continue;
+        }
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        let n = n.trim();
+        if n.is_empty() || n.contains(' ') || headers.len() >= cfg.max_headers {
+            continue;
+        }
+        headers.push((n.to_string(), v.trim().to_string()));
+    }
+    let head = match dir {
+        Direction::ToClient => {
+            let rest = &first[5..];
+            let (version, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            let rest = rest.trim_start();
+            let status: u16 = rest.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            Head::Resp(Box::new(Response {
+                version: format!("HTTP/{version}"),
+                status,
+                reason: rest.get(3..).unwrap_or("").trim().to_string(),
+                headers,
+                ..Response::default()
+            }))
+        }
+        Direction::ToServer => {
+            let (method, rest) = first.split_once(' ').unwrap_or((first, ""));
+            let rest = rest.trim();
+            // `HTTP/` then digits and dots: `HTTP/1.1`, and damaged ones like `HTTP/1.` that
+            // servers still answer; a bare `HTTP` is not a version.
+            let is_version = |v: &str| {
+                let b = v.as_bytes();
+                b.len() >= 6
+                    && b.len() <= 12
+                    && b[..5].eq_ignore_ascii_case(b"HTTP/")
+                    && b[5..].iter().all(|c| c.is_ascii_digit() || *c == b'.')
+            };
+            let (target, version) = match rest.rsplit_once(' ') {
+                // `GET /a b HTTP/1.1`: a target with spaces, then a real version.
+                Some((t, v)) if is_version(v) => (t.trim(), v.to_string()),
+                // `GET HTTP/1.1`: no target at all.
+                None if is_version(rest) => ("", rest.to_string()),
+                // `GET /path` and headers: no version; only a target without spaces is trusted.
+                None if !rest.is_empty() => (rest, "HTTP/1.0".to_string()),
+                _ => return HeadParse::Invalid,
+            };
+            Head::Req(Box::new(Request {
+                method: method.to_string(),
+                target: target.to_string(),
+                version,
+                headers,
+                ..Request::default()
+            }))
+        }
+    };
+    HeadParse::Complete(end, head, true)
+}
+
+/// Whether a start line is HTTP/1 enough for [`lenient_head`].
+fn start_line_ok(dir: Direction, line: &[u8]) -> bool {
+    match dir {
+        Direction::ToClient => {
+            line.len() >= 12
+                && line[..5].eq_ignore_ascii_case(b"HTTP/")
+                && line
+                    .iter()
+                    .skip(5)
+                    .position(|&b| b == b' ')
+                    .and_then(|sp| {
+                        let code = line.get(5 + sp..)?.iter().skip_while(|&&b| b == b' ');
+                        let digits: Vec<u8> = code.take(3).copied().collect();
+                        Some(digits.len() == 3 && digits.iter().all(u8::is_ascii_digit))
+                    })
+                    .unwrap_or(false)
+        }
+        Direction::ToServer => {
+            looks_like_request(line)
+                && line
+                    .iter()
+                    .skip_while(|&&b| b != b' ')
+                    .any(|&b| b != b' ' && b != b'\r')
         }
     }
 }
@@ -513,6 +659,13 @@ impl Http1Conn {
                     self.drain_learned(sizes);
                     return Transition::H2c {
                         request,
+                        client_bytes,
+                        server_rest: pos,
+                    };
+                }
+                Transition::Tunnel { client_bytes, .. } => {
+                    self.drain_learned(sizes);
+                    return Transition::Tunnel {
                         client_bytes,
                         server_rest: pos,
                     };
@@ -782,6 +935,18 @@ impl Http1Conn {
         let max = self.cfg.max_header_bytes;
         let cfg = self.cfg;
         let h = self.half(dir);
+        // Stray line ends between messages (a body one byte longer than its Content-Length, a
+        // CRLF after a POST body) belong to no message: skip them so that the next head's
+        // metadata (time, offset, ACK) is that of its own first byte.
+        if h.buf.is_empty() {
+            let ws = data
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if ws > 0 {
+                return (ws, Transition::Stay);
+            }
+        }
         let mut take = data.len();
         let (result, used_before, head_meta) = if h.buf.is_empty() {
             (parse_head(&cfg, dir, data), 0usize, meta)
@@ -793,8 +958,11 @@ impl Http1Conn {
             (r, before, h.buf_meta)
         };
         match result {
-            HeadParse::Complete(n, head) => {
+            HeadParse::Complete(n, head, lenient) => {
                 let used = n - used_before;
+                if lenient {
+                    stats.http1_lenient_heads += 1;
+                }
                 self.half(dir).buf.clear();
                 let tr = self.on_head(dir, head, head_meta, n, out, stats, sizes);
                 (used, tr)
@@ -977,10 +1145,17 @@ impl Http1Conn {
                             }
                         }
                     }
-                    self.flush_done(out);
-                    stats.opaque_bytes += held.len() as u64;
+                    // The requests queued before the switch are complete: emit them all.
                     self.to_server.state = State::Opaque;
                     self.to_client.state = State::Opaque;
+                    self.flush_done(out);
+                    if status != 101 {
+                        return Transition::Tunnel {
+                            client_bytes: held,
+                            server_rest: 0,
+                        };
+                    }
+                    stats.opaque_bytes += held.len() as u64;
                     return Transition::Opaque;
                 }
                 let no_body =
@@ -1011,7 +1186,7 @@ impl Http1Conn {
                         offset: 0,
                         peer_ack: None,
                     };
-                    if let Transition::H2c { .. } | Transition::Opaque =
+                    if let Transition::H2c { .. } | Transition::Tunnel { .. } | Transition::Opaque =
                         self.on_data(Direction::ToServer, &held, m, out, stats, sizes)
                     {
                         // A second upgrade inside the held bytes: not followed (rare); stay.

@@ -327,7 +327,7 @@ fn h2c_upgrade_hands_over_with_the_rest_of_the_chunk() {
 }
 
 #[test]
-fn websocket_upgrade_and_connect_become_opaque() {
+fn websocket_becomes_opaque_and_connect_a_tunnel() {
     let mut d = Drive::new();
     d.feed(
         S,
@@ -344,7 +344,13 @@ fn websocket_upgrade_and_connect_become_opaque() {
         b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x03",
     );
     assert_eq!(d.summary(), ["CONNECT example.com:443 -> 200"]);
-    assert_eq!(d.trans, [Transition::Opaque]);
+    assert_eq!(
+        d.trans,
+        [Transition::Tunnel {
+            client_bytes: b"\x16\x03\x01\x00\x05hello".to_vec(),
+            server_rest: 39
+        }]
+    );
 }
 
 #[test]
@@ -588,5 +594,72 @@ fn response_before_its_request_is_deferred_not_dropped() {
         .on_data(C, resp, meta, &mut d.out, &mut d.stats, &mut d.sizes);
     d.feed(S, late).close();
     assert_eq!(d.summary(), ["GET /1 -> 200", "GET /2 -> 201"]);
+    assert_eq!(d.stats.orphan_responses, 0);
+}
+
+#[test]
+fn lenient_heads_keep_the_status_and_the_request() {
+    let mut d = Drive::new();
+    d.feed(S, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.2 200 OK\r\nContent-Length: 1\r\n\r\nx");
+    d.feed(C, b"http/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    d.feed(
+        C,
+        b"HTTP/1.1 202 OK\r\nX-A:\rb\r\nContent-Length: 0\r\n\r\n",
+    );
+    d.feed(
+        C,
+        b"HTTP/1.1 203 OK\r\nX-\0Nul: v\0v\r\nContent-Length: 0\r\n\r\n",
+    );
+    d.close();
+    assert_eq!(
+        d.summary(),
+        [
+            "GET /a -> 200",
+            "GET /b -> 201",
+            "GET /c -> 202",
+            "GET /d -> 203"
+        ]
+    );
+    assert!(d.stats.http1_lenient_heads >= 2);
+
+    let mut d = Drive::new();
+    d.feed(
+        S,
+        b"GET /uri afterspace HTTP/1.1\r\nHost: h\r\n\r\nGET /gen.php?x=1\r\nHost: h\r\n\r\n",
+    );
+    d.feed(C, b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.close();
+    assert_eq!(
+        d.summary(),
+        ["GET /uri afterspace -> 400", "GET /gen.php?x=1 -> 200"]
+    );
+    assert_eq!(d.out[1].request.version, "HTTP/1.0");
+
+    let mut d = Drive::new();
+    d.feed(
+        S,
+        b"GET  HTTP/1.1\r\nHost: h\r\n\r\nT / HTTP\n\nGET /ok HTTP/1.1\r\n\r\n",
+    );
+    d.close();
+    let got: Vec<_> = d
+        .out
+        .iter()
+        .map(|e| (e.request.method.as_str(), e.request.target.as_str()))
+        .collect();
+    assert_eq!(got, [("GET", ""), ("GET", "/ok")], "cruft is not a request");
+}
+
+#[test]
+fn stray_line_end_after_a_body_does_not_orphan_the_next_response() {
+    // Content-Length says 2, the server sends 3 bytes: the next status line arrives in a new
+    // segment whose ACK covers the second request, while the stray LF came with the old one.
+    let mut d = Drive::new();
+    d.feed(S, b"GET /1 HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\n");
+    d.feed(S, b"GET /2 HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.close();
+    assert_eq!(d.summary(), ["GET /1 -> 200", "GET /2 -> 200"]);
     assert_eq!(d.stats.orphan_responses, 0);
 }

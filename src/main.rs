@@ -176,6 +176,13 @@ fn main() -> Result<()> {
             };
             let mut src = PacketSource::live(&opts)?;
             let mut p = common.pipeline()?;
+            if !common.quiet {
+                eprintln!(
+                    "apitap: capturing on {} (link type {}); SIGINT or SIGTERM stops",
+                    opts.iface,
+                    src.linktype()
+                );
+            }
             let stop = stop_flag()?;
             let mut last_report = Instant::now();
             let quiet = common.quiet;

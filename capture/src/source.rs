@@ -3,6 +3,9 @@
 //! kernel for live capture.
 use std::path::{Path, PathBuf};
 
+/// How long a live capture sleeps when the kernel has nothing for it.
+const IDLE_SLEEP_MS: u64 = 5;
+
 /// One captured frame, borrowed from libpcap's buffer until the next call.
 #[derive(Debug)]
 pub struct Frame<'a> {
@@ -183,7 +186,7 @@ impl PacketSource {
                 }
             }
         };
-        let mut cap = pcap::Capture::from_device(o.iface.as_str())
+        let cap = pcap::Capture::from_device(o.iface.as_str())
             .map_err(live)?
             .promisc(o.promisc)
             .snaplen(o.snaplen)
@@ -192,6 +195,10 @@ impl PacketSource {
             .immediate_mode(false)
             .open()
             .map_err(live)?;
+        // Non-blocking: with TPACKET_V3 libpcap's read timeout only starts once a packet has
+        // arrived, so a blocking read on a quiet interface would never return to notice a stop
+        // request. An empty read becomes `Event::Idle` and a short sleep.
+        let mut cap = cap.setnonblock().map_err(live)?;
         if let Some(expr) = &o.bpf {
             cap.filter(expr, true).map_err(|e| SourceError::Filter {
                 expr: expr.clone(),
@@ -257,7 +264,10 @@ impl PacketSource {
                             data: p.data,
                             wire_len: p.header.len,
                         })),
-                        Err(pcap::Error::TimeoutExpired) => f(Event::Idle),
+                        Err(pcap::Error::TimeoutExpired) => {
+                            f(Event::Idle);
+                            std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS));
+                        }
                         Err(e) => {
                             return Err(SourceError::Live {
                                 iface: self.iface.clone(),

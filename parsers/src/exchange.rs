@@ -295,7 +295,6 @@ pub struct ParserStats {
     /// CONNECT tunnels, TLS, unknown).
     pub opaque_bytes: u64,
     /// HTTP/2 counters.
-    #[serde(skip)]
     pub h2: crate::http2::H2Stats,
 }
 
@@ -317,5 +316,6 @@ impl ParserStats {
         self.http1_lenient_heads += o.http1_lenient_heads;
         self.unknown_protocol += o.unknown_protocol;
         self.opaque_bytes += o.opaque_bytes;
+        self.h2.add(&o.h2);
     }
 }

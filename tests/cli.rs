@@ -1,0 +1,230 @@
+//! The binary as a user meets it: error messages, and live capture on the loopback interface
+//! while a real client and server talk.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn apitap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_apitap"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("apitap-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn unknown_interface_lists_the_real_ones() {
+    let out = apitap()
+        .args(["capture", "--interface", "eth9nosuch"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("eth9nosuch") && err.contains("no such device"),
+        "{err}"
+    );
+    assert!(
+        err.contains("apitap interfaces") && err.contains("lo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_capture_is_refused_with_a_hint() {
+    let f = tmp("not-a-capture.txt");
+    std::fs::write(&f, "hello, I am text\n").unwrap();
+    let out = apitap().arg("replay").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not-a-capture.txt") && err.contains("pcap or pcapng"),
+        "{err}"
+    );
+
+    let out = apitap()
+        .args(["replay", "/nonexistent/x.pcap"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+}
+
+#[test]
+fn bad_output_spec_is_explained() {
+    let out = apitap()
+        .args(["replay", "tests/data/h1-nginx.pcap", "--output", "ftp://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jsonl:PATH"));
+}
+
+#[test]
+fn interfaces_include_loopback() {
+    let out = apitap().arg("interfaces").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("lo")));
+}
+
+#[test]
+fn capture_without_privileges_says_what_to_do() {
+    if !is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED: needs root and setpriv to drop privileges");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_apitap"))
+        .args(["capture", "--interface", "lo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAP_NET_RAW") && err.contains("setcap"),
+        "{err}"
+    );
+}
+
+/// A minimal HTTP/1.1 server: answers every request on a keep-alive connection.
+fn serve(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = format!("{{\"path\":\"{path}\"}}");
+                    let status = if path.contains("missing") {
+                        "404 Not Found"
+                    } else {
+                        "200 OK"
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn live_capture_on_loopback_sees_real_exchanges() {
+    if !is_root() {
+        eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve(listener);
+    let out = tmp("live.jsonl");
+    let stats = tmp("live.stats.json");
+    let mut child = apitap()
+        .args(["capture", "--interface", "lo", "--bpf"])
+        .arg(format!("tcp port {port}"))
+        .arg("--output")
+        .arg(format!("jsonl:{}", out.display()))
+        .arg("--stats-json")
+        .arg(&stats)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the capture handle is open.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("capturing on lo"), "{first}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let paths = ["/api/v1/users", "/api/v1/users/7?fields=name", "/missing"];
+    for p in paths {
+        write!(c, "GET {p} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut head = [0u8; 512];
+        let n = c.read(&mut head).unwrap();
+        assert!(n > 0);
+    }
+    drop(c);
+    // Let the kernel hand the packets over (non-immediate mode batches them), then stop.
+    std::thread::sleep(Duration::from_millis(1200));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "apitap did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let lines = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<(String, u64)> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut t = v["request"]["path"].as_str().unwrap().to_string();
+            if let Some(q) = v["request"]["query"].as_str() {
+                t = format!("{t}?{q}");
+            }
+            (t, v["response"]["status"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/api/v1/users".to_string(), 200),
+            ("/api/v1/users/7?fields=name".to_string(), 200),
+            ("/missing".to_string(), 404)
+        ],
+        "stderr: {rest}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert!(s["capture_drops"]["received"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        rest.contains("capture drops"),
+        "summary reports kernel drops: {rest}"
+    );
+}

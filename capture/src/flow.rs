@@ -320,11 +320,8 @@ impl<H: FlowHandler> FlowTable<H> {
             Direction::ToServer => (&mut e.to_server, &mut e.to_client),
             Direction::ToClient => (&mut e.to_client, &mut e.to_server),
         };
-        if seg.flags.ack {
-            peer.peer_ack(seg.ack);
-        }
         let peer_ack = if seg.flags.ack {
-            peer.offset_of(seg.ack)
+            peer.peer_ack(seg.ack)
         } else {
             None
         };

@@ -180,14 +180,14 @@ impl HalfStream {
     }
 
     /// The peer acknowledged this direction up to `seq`. Only remembered here; the hole check
-    /// runs in [`HalfStream::tick`].
-    pub fn peer_ack(&mut self, seq: u32) {
-        if let Some(off) = self.offset_of(seq) {
-            // An ACK far beyond anything plausible is noise (or an attack); ignore it.
-            if off > self.peer_acked && off <= self.next + (1 << 30) {
-                self.peer_acked = off;
-            }
+    /// runs in [`HalfStream::tick`]. Returns the acknowledged stream offset, if it maps.
+    pub fn peer_ack(&mut self, seq: u32) -> Option<u64> {
+        let off = self.offset_of(seq)?;
+        // An ACK far beyond anything plausible is noise (or an attack); ignore it.
+        if off > self.peer_acked && off <= self.next + (1 << 30) {
+            self.peer_acked = off;
         }
+        Some(off)
     }
 
     /// Processes one segment of this direction.

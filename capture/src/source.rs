@@ -106,8 +106,14 @@ pub struct PacketSource {
     iface: String,
 }
 
-fn ts_us(h: &pcap::PacketHeader) -> i64 {
-    h.ts.tv_sec * 1_000_000 + h.ts.tv_usec
+fn frame<'a>(linktype: i32, p: &pcap::Packet<'a>) -> Frame<'a> {
+    let h = p.header;
+    Frame {
+        ts_us: h.ts.tv_sec * 1_000_000 + h.ts.tv_usec,
+        linktype,
+        data: p.data,
+        wire_len: h.len,
+    }
 }
 
 fn open_file(path: &Path) -> Result<pcap::Capture<pcap::Offline>, SourceError> {
@@ -234,12 +240,7 @@ impl PacketSource {
                         return Ok(());
                     }
                     match c.next_packet() {
-                        Ok(p) => f(Event::Frame(Frame {
-                            ts_us: ts_us(p.header),
-                            linktype: self.linktype,
-                            data: p.data,
-                            wire_len: p.header.len,
-                        })),
+                        Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
                         // End of this file; a damaged last record (a capture cut short) ends it too.
                         Err(_) => {
                             if *next >= paths.len() {
@@ -258,12 +259,7 @@ impl PacketSource {
             Inner::Live(c) => {
                 while !stop.load(Ordering::Relaxed) {
                     match c.next_packet() {
-                        Ok(p) => f(Event::Frame(Frame {
-                            ts_us: ts_us(p.header),
-                            linktype: self.linktype,
-                            data: p.data,
-                            wire_len: p.header.len,
-                        })),
+                        Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
                         Err(pcap::Error::TimeoutExpired) => {
                             f(Event::Idle);
                             std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS));

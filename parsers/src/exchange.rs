@@ -75,11 +75,6 @@ impl Body {
             self.prefix.extend_from_slice(&data[..take]);
         }
     }
-
-    /// Whether the kept prefix is shorter than the body.
-    pub fn truncated(&self) -> bool {
-        (self.prefix.len() as u64) < self.bytes
-    }
 }
 
 /// A request as seen on the wire.

@@ -20,8 +20,7 @@
 //! had acknowledged when the response started, and (after losing responses) the request the
 //! client sent last before the response began.
 use crate::{
-    find_header, Body, ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol,
-    Request, Response,
+    Body, ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol, Request, Response,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -728,7 +727,7 @@ impl Http1Conn {
                 });
                 self.half(dir).state = State::Body(BodyKind::Length(rem - len));
                 if rem == len {
-                    self.message_done(dir, out, stats);
+                    self.message_done(dir, out);
                 }
             }
             State::Body(BodyKind::Chunked(Chunk::Data(rem))) if len <= rem => {
@@ -749,7 +748,7 @@ impl Http1Conn {
                     b.bytes += len;
                     b.incomplete = true;
                 });
-                self.message_done(dir, out, stats);
+                self.message_done(dir, out);
                 self.start_resync(dir, true);
             }
             State::Head => {
@@ -775,10 +774,10 @@ impl Http1Conn {
     fn on_close_inner(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             match self.half(dir).state {
-                State::Body(BodyKind::UntilClose) => self.message_done(dir, out, stats),
+                State::Body(BodyKind::UntilClose) => self.message_done(dir, out),
                 State::Body(_) => {
                     self.with_body(dir, |b, _| b.incomplete = true);
-                    self.message_done(dir, out, stats);
+                    self.message_done(dir, out);
                 }
                 _ => {}
             }
@@ -1061,13 +1060,13 @@ impl Http1Conn {
                     self.pair_deferred(sizes);
                 }
                 match kind {
-                    Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
+                    Some(BodyKind::Length(0)) => self.message_done(dir, out),
                     Some(k) => self.to_server.state = State::Body(k),
                     None => {
                         // Unusable framing: the body cannot be delimited, so the next request
                         // is found by resynchronisation.
                         stats.http1_parse_errors += 1;
-                        self.message_done(dir, out, stats);
+                        self.message_done(dir, out);
                         self.start_resync(dir, false);
                     }
                 }
@@ -1161,10 +1160,10 @@ impl Http1Conn {
                 let no_body =
                     method_head || status == 204 || status == 304 || (100..200).contains(&status);
                 if no_body {
-                    self.message_done(dir, out, stats);
+                    self.message_done(dir, out);
                 } else {
                     match kind {
-                        Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
+                        Some(BodyKind::Length(0)) => self.message_done(dir, out),
                         Some(k) => self.to_client.state = State::Body(k),
                         None => {
                             stats.http1_parse_errors += 1;
@@ -1417,7 +1416,7 @@ impl Http1Conn {
                 self.with_body(dir, |b, cap| b.push(&data[..take], cap));
                 let left = rem - take as u64;
                 if left == 0 {
-                    self.message_done(dir, out, stats);
+                    self.message_done(dir, out);
                 } else {
                     self.half(dir).state = State::Body(BodyKind::Length(left));
                 }
@@ -1446,7 +1445,7 @@ impl Http1Conn {
                 let Some(line_len) = done else {
                     if self.half(dir).buf.len() > MAX_CHUNK_LINE {
                         stats.http1_parse_errors += 1;
-                        self.abort_body(dir, out, stats);
+                        self.abort_body(dir, out);
                     }
                     return used;
                 };
@@ -1462,7 +1461,7 @@ impl Http1Conn {
                         }
                         _ => {
                             stats.http1_parse_errors += 1;
-                            self.abort_body(dir, out, stats);
+                            self.abort_body(dir, out);
                         }
                     },
                     Chunk::DataEnd => {
@@ -1470,7 +1469,7 @@ impl Http1Conn {
                             self.half(dir).state = State::Body(BodyKind::Chunked(Chunk::Size));
                         } else {
                             stats.http1_parse_errors += 1;
-                            self.abort_body(dir, out, stats);
+                            self.abort_body(dir, out);
                         }
                     }
                     Chunk::Trailers => {
@@ -1485,7 +1484,7 @@ impl Http1Conn {
                                 }
                             }
                         }
-                        self.message_done(dir, out, stats);
+                        self.message_done(dir, out);
                     }
                     Chunk::Data(_) => {}
                 }
@@ -1531,15 +1530,15 @@ impl Http1Conn {
     }
 
     /// Chunked framing broke: finish the message as incomplete and look for the next one.
-    fn abort_body(&mut self, dir: Direction, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+    fn abort_body(&mut self, dir: Direction, out: &mut Vec<Exchange>) {
         self.half(dir).buf.clear();
         self.with_body(dir, |b, _| b.incomplete = true);
-        self.message_done(dir, out, stats);
+        self.message_done(dir, out);
         self.start_resync(dir, false);
     }
 
     /// The message being read in `dir` is complete.
-    fn message_done(&mut self, dir: Direction, out: &mut Vec<Exchange>, _stats: &mut ParserStats) {
+    fn message_done(&mut self, dir: Direction, out: &mut Vec<Exchange>) {
         match dir {
             Direction::ToServer => {
                 let mut hold = false;
@@ -1610,11 +1609,6 @@ impl Http1Conn {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
-}
-
-/// `Content-Type` of a header list (for callers that only need that).
-pub fn content_type(headers: &[(String, String)]) -> Option<&str> {
-    find_header(headers, "content-type")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ dpkg -s libpcap-dev >/dev/null 2>&1 || missing+=(libpcap-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod engine;
+pub mod infer;
+pub mod kafka;
 pub mod observation;
 pub mod redact;
 pub mod run;

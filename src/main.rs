@@ -84,16 +84,25 @@ struct Common {
     /// Do not print the summary to stderr.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    kafka: apitap::kafka::KafkaArgs,
 }
 
 impl Common {
-    fn pipeline(&self) -> Result<Pipeline> {
+    fn pipeline(&self, live: bool) -> Result<Pipeline> {
         let specs = if self.outputs.is_empty() {
             vec![OutputSpec::Stdout]
         } else {
             self.outputs.clone()
         };
-        let sinks = specs.iter().map(sink::open).collect::<Result<Vec<_>>>()?;
+        let opts = sink::SinkOptions {
+            kafka: self.kafka.clone(),
+            live,
+        };
+        let sinks = specs
+            .iter()
+            .map(|s| sink::open(s, &opts))
+            .collect::<Result<Vec<_>>>()?;
         let parser = ParserConfig {
             body_prefix_max: self.body_prefix,
             ..ParserConfig::default()
@@ -150,7 +159,7 @@ fn main() -> Result<()> {
         }
         Cmd::Replay { files, common } => {
             let mut src = PacketSource::files(&files)?;
-            let mut p = common.pipeline()?;
+            let mut p = common.pipeline(false)?;
             let stop = stop_flag()?;
             p.run_source(&mut src, &stop, |_| {})?;
             let flushed = p.finish();
@@ -175,7 +184,7 @@ fn main() -> Result<()> {
                 timeout_ms: 500,
             };
             let mut src = PacketSource::live(&opts)?;
-            let mut p = common.pipeline()?;
+            let mut p = common.pipeline(true)?;
             if !common.quiet {
                 eprintln!(
                     "apitap: capturing on {} (link type {}); SIGINT or SIGTERM stops",

@@ -13,6 +13,10 @@ use std::str::FromStr;
 pub enum EventKind {
     /// `http_exchange`.
     Exchange,
+    /// Inventory changes: `endpoint_discovered`, `sensitive_data_discovered`, `auth_changed`.
+    Inventory,
+    /// Risk findings.
+    Finding,
 }
 
 impl EventKind {
@@ -20,6 +24,8 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Exchange => "http_exchange",
+            EventKind::Inventory => "inventory",
+            EventKind::Finding => "finding",
         }
     }
 }
@@ -125,8 +131,17 @@ impl<W: Write + Send> Sink for LineSink<W> {
     }
 }
 
+/// What every sink may need besides its spec.
+#[derive(Clone, Debug, Default)]
+pub struct SinkOptions {
+    /// Kafka producer settings.
+    pub kafka: crate::kafka::KafkaArgs,
+    /// A live capture (never stall: drop with a counter) rather than a replay (block).
+    pub live: bool,
+}
+
 /// Opens the sink for a spec.
-pub fn open(spec: &OutputSpec) -> anyhow::Result<Box<dyn Sink>> {
+pub fn open(spec: &OutputSpec, _opts: &SinkOptions) -> anyhow::Result<Box<dyn Sink>> {
     use anyhow::Context;
     Ok(match spec {
         OutputSpec::Stdout => Box::new(LineSink {

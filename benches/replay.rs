@@ -1,18 +1,20 @@
 //! End-to-end replay benchmark: the whole pipeline (decode → flows → reassembly → HTTP parsing →
-//! JSON observations, written to a sink that discards them) against a bare libpcap read loop over
-//! the same file, measured in the same run. Prints exchanges/s, MB/s and the ratio.
+//! inference → JSON lines written to /dev/null) against a bare libpcap read loop over the same
+//! file and, when installed, tshark dissecting HTTP on it — all measured in the same run.
+//! Variants: inference off/on, one worker (everything on one thread) and two workers.
 //!
 //! `cargo bench --bench replay` uses tests/data/h1-nginx.pcap; pass another capture with
 //! `cargo bench --bench replay -- FILE` (e.g. one made by benches/make-bench-capture.sh).
-use apitap::engine::{Engine, EngineConfig};
-use apitap::run::Pipeline;
-use apitap::sink::{Event, Sink, SinkError};
-use apitap_capture::flow::FlowConfig;
+use apitap::engine::EngineConfig;
+use apitap::inspect::InspectConfig;
+use apitap::run::{Pipeline, PipelineConfig};
+use apitap::sink::{self, Event, OutputSpec, Sink, SinkError, SinkOptions};
 use apitap_capture::source::{Event as SrcEvent, PacketSource};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
 struct Discard(u64);
 impl Sink for Discard {
     fn name(&self) -> &str {
@@ -62,33 +64,79 @@ fn main() {
         .expect("read capture");
         (n, b)
     });
-    let (t_full, exchanges) = best_of(runs, || {
+    let run = |workers: usize, inference: bool| {
         let mut src = PacketSource::files(std::slice::from_ref(&file)).expect("open capture");
-        let engine = Engine::new(EngineConfig::default(), vec![Box::new(Discard(0))]);
-        let mut p = Pipeline::new(FlowConfig::default(), engine);
+        let sinks = vec![sink::open(
+            &OutputSpec::Jsonl("/dev/null".into()),
+            &SinkOptions::default(),
+        )
+        .expect("open /dev/null")];
+        let engine = EngineConfig {
+            inspect: inference.then(InspectConfig::default),
+            ..EngineConfig::default()
+        };
+        let cfg = PipelineConfig {
+            workers,
+            ..PipelineConfig::default()
+        };
+        let mut p = Pipeline::new(cfg, engine, sinks);
         p.run_source(&mut src, &stop, |_| {}).expect("replay");
         p.finish().expect("flush");
         p.summary().engine.exchanges
-    });
+    };
     let mb = bytes as f64 / 1e6;
+    println!("capture: {} ({packets} packets, {mb:.1} MB), best of {runs}", file.display());
     println!(
-        "capture: {} ({packets} packets, {mb:.1} MB, {exchanges} exchanges), best of {runs}",
-        file.display()
-    );
-    println!(
-        "libpcap read loop (floor): {:>8.1} ms  {:>9.0} MB/s  {:>10.0} packets/s",
+        "libpcap read loop (floor):     {:>8.1} ms  {:>9.0} MB/s  {:>10.0} packets/s",
         t_floor.as_secs_f64() * 1e3,
         mb / t_floor.as_secs_f64(),
         packets as f64 / t_floor.as_secs_f64()
     );
-    println!(
-        "apitap pipeline (1 core):  {:>8.1} ms  {:>9.0} MB/s  {:>10.0} exchanges/s",
-        t_full.as_secs_f64() * 1e3,
-        mb / t_full.as_secs_f64(),
-        exchanges as f64 / t_full.as_secs_f64()
-    );
-    println!(
-        "ratio: pipeline takes {:.2}x the libpcap floor",
-        t_full.as_secs_f64() / t_floor.as_secs_f64()
-    );
+    let mut one_on = None;
+    for (workers, inference) in [(1, false), (1, true), (2, true)] {
+        let (t, exchanges) = best_of(runs, || run(workers, inference));
+        let rate = exchanges as f64 / t.as_secs_f64();
+        println!(
+            "apitap {workers} worker(s), inference {:<3}: {:>8.1} ms  {:>9.0} MB/s  {:>10.0} exchanges/s  ({exchanges} exchanges; {:.2}x the floor)",
+            if inference { "on" } else { "off" },
+            t.as_secs_f64() * 1e3,
+            mb / t.as_secs_f64(),
+            rate,
+            t.as_secs_f64() / t_floor.as_secs_f64()
+        );
+        if workers == 1 && inference {
+            one_on = Some(t);
+        } else if let Some(one) = one_on {
+            println!(
+                "  {workers} workers vs 1 (inference on): {:.2}x",
+                one.as_secs_f64() / t.as_secs_f64()
+            );
+        }
+    }
+    // tshark, once (it is slow), if installed: the reference dissector users would otherwise run.
+    let t = Instant::now();
+    let tshark = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args(["-Y", "http.request or http2.type == 1", "-T", "fields", "-e", "frame.number"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match tshark {
+        Ok(st) if st.success() => {
+            let d = t.elapsed();
+            println!(
+                "tshark -Y http (reference):    {:>8.1} ms  {:>9.0} MB/s",
+                d.as_secs_f64() * 1e3,
+                mb / d.as_secs_f64()
+            );
+            if let Some(one) = one_on {
+                println!(
+                    "  apitap 1 worker, inference on, vs tshark: {:.1}x faster",
+                    d.as_secs_f64() / one.as_secs_f64()
+                );
+            }
+        }
+        _ => println!("tshark: not installed (apt install tshark) — no comparison"),
+    }
 }

@@ -4,6 +4,8 @@
 //! [`HttpSession`] per connection, turns each finished exchange into an [`Observation`], and
 //! hands the serialised event to every sink. It also keeps the counters that explain where
 //! traffic went (flows by detected protocol, exchanges with and without responses).
+use crate::inspect::{InspectConfig, InspectStats, Inspector};
+use crate::inventory::{Inventory, InventoryConfig, InventoryStats};
 use crate::observation::Observation;
 use crate::redact::{Redaction, Redactor};
 use crate::sink::{Event, EventKind, Sink};
@@ -16,13 +18,25 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Engine settings.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
     /// Parser limits.
     pub parser: ParserConfig,
-    /// What to do with credentials.
+    /// What to do with credentials and sensitive values.
     pub redaction: Redaction,
+    /// Key of `hash` redaction.
+    pub salt: Vec<u8>,
+    /// Endpoint, auth, schema inference and the inventory; `None` turns them off (sensitive
+    /// values are still redacted).
+    pub inspect: Option<InspectConfig>,
+    /// Inventory limits.
+    pub inventory: InventoryConfig,
+    /// Live capture: measure capture-to-emission latency against the wall clock.
+    pub live: bool,
 }
+
+/// Upper bounds of the processing-latency buckets, ms (Prometheus `le`).
+pub const LATENCY_BUCKETS_MS: [u64; 10] = [1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 60_000];
 
 /// Engine counters.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -41,8 +55,35 @@ pub struct EngineStats {
     pub events_written: u64,
     /// Events a sink failed to take.
     pub sink_errors: u64,
+    /// Inventory events emitted.
+    pub inventory_events: u64,
+    /// Live capture: exchanges by capture-to-emission delay ([`LATENCY_BUCKETS_MS`], then +Inf).
+    pub processing_latency: [u64; 11],
+    /// Sum of those delays, µs.
+    pub processing_latency_sum_us: u64,
     /// Connections by what they turned out to carry.
     pub flows_by_protocol: BTreeMap<&'static str, u64>,
+}
+
+impl EngineStats {
+    /// Adds another engine's counters.
+    pub fn add(&mut self, o: &EngineStats) {
+        self.exchanges += o.exchanges;
+        self.exchanges_http1 += o.exchanges_http1;
+        self.exchanges_http2 += o.exchanges_http2;
+        self.without_response += o.without_response;
+        self.with_gap += o.with_gap;
+        self.events_written += o.events_written;
+        self.sink_errors += o.sink_errors;
+        self.inventory_events += o.inventory_events;
+        for (a, b) in self.processing_latency.iter_mut().zip(o.processing_latency) {
+            *a += b;
+        }
+        self.processing_latency_sum_us += o.processing_latency_sum_us;
+        for (k, v) in &o.flows_by_protocol {
+            *self.flows_by_protocol.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// Sessions in, events out.
@@ -59,6 +100,12 @@ pub struct Engine {
     sink_error_logged: bool,
     shared: Shared,
     redactor: Redactor,
+    /// Inference (absent when turned off).
+    pub inspector: Option<Inspector>,
+    /// This engine's shard of the inventory.
+    pub inventory: Inventory,
+    server: String,
+    announced: crate::run::Announced,
 }
 
 fn dir(d: Direction) -> apitap_parsers::Direction {
@@ -72,6 +119,11 @@ impl Engine {
     /// An engine writing to `sinks`.
     pub fn new(cfg: EngineConfig, sinks: Vec<Box<dyn Sink>>) -> Self {
         Engine {
+            redactor: Redactor::new(cfg.redaction, &cfg.salt),
+            inspector: cfg.inspect.map(Inspector::new),
+            inventory: Inventory::new(cfg.inventory),
+            server: String::new(),
+            announced: crate::run::Announced::new(),
             cfg,
             sinks,
             scratch: Vec::new(),
@@ -81,7 +133,6 @@ impl Engine {
             parser: ParserStats::default(),
             sink_error_logged: false,
             shared: Shared::default(),
-            redactor: Redactor::new(cfg.redaction),
         }
     }
 
@@ -99,35 +150,141 @@ impl Engine {
             if ex.gap {
                 self.stats.with_gap += 1;
             }
+            if self.cfg.live {
+                let done = ex.response.as_ref().map_or(ex.request.ts_us, |r| r.ts_us);
+                let delay_us = (crate::inventory::now_us() - done).max(0) as u64;
+                let ms = delay_us / 1000;
+                let i = LATENCY_BUCKETS_MS
+                    .iter()
+                    .position(|&b| ms < b)
+                    .unwrap_or(LATENCY_BUCKETS_MS.len());
+                self.stats.processing_latency[i] += 1;
+                self.stats.processing_latency_sum_us += delay_us;
+            }
+            let ins = self
+                .inspector
+                .as_mut()
+                .map(|i| i.inspect(&ex, flow.server));
             self.json.clear();
-            let obs = Observation::new(&ex, flow, &mut self.redactor);
+            let obs = Observation::new(&ex, flow, &mut self.redactor, ins.as_ref());
             if serde_json::to_writer(&mut self.json, &obs).is_err() {
                 continue;
             }
+            drop(obs);
             self.key.clear();
             use std::fmt::Write;
-            let _ = write!(self.key, "{}", flow.id);
-            let ev = Event {
-                kind: EventKind::Exchange,
-                key: &self.key,
-                json: &self.json,
-            };
-            let mut ok = true;
-            for s in &mut self.sinks {
-                if let Err(e) = s.write(&ev) {
-                    ok = false;
-                    self.stats.sink_errors += 1;
-                    if !self.sink_error_logged {
-                        eprintln!("apitap: {e} (further errors are counted, not logged)");
-                        self.sink_error_logged = true;
+            match &ins {
+                Some(i) => {
+                    let _ = write!(self.key, "{} {} {}", i.host, ex.request.method, i.template);
+                }
+                None => {
+                    let _ = write!(self.key, "{}", flow.id);
+                }
+            }
+            self.write(EventKind::Exchange);
+            if let Some(ins) = ins {
+                self.server.clear();
+                let _ = write!(self.server, "{}", flow.server);
+                if self.inventory.len() >= self.cfg.inventory.max_endpoints {
+                    if let Some(i) = &self.inspector {
+                        self.inventory.compact(&i.templater);
+                    }
+                }
+                let mut ch = self.inventory.record(&ex, &self.server, &ins);
+                if ch.any() {
+                    let key = crate::inventory::EndpointKey {
+                        host: ins.host.clone(),
+                        method: ex.request.method.clone(),
+                        template: ins.template.clone(),
+                    };
+                    self.first_announcements(&key, &mut ch);
+                    if let Some(e) = self.inventory.get(&key) {
+                        let evs = crate::inventory::events(&key, e, &ch, ex.request.ts_us);
+                        for ev in evs {
+                            self.json.clear();
+                            if serde_json::to_writer(&mut self.json, &ev).is_ok() {
+                                self.stats.inventory_events += 1;
+                                self.write(EventKind::Inventory);
+                            }
+                        }
                     }
                 }
             }
-            if ok {
-                self.stats.events_written += 1;
-            }
         }
         self.scratch = exchanges;
+    }
+
+    /// Shares the record of announced inventory facts with other engines.
+    pub fn with_announced(mut self, a: crate::run::Announced) -> Self {
+        self.announced = a;
+        self
+    }
+
+    /// Keeps only the changes no engine has announced yet.
+    fn first_announcements(
+        &self,
+        key: &crate::inventory::EndpointKey,
+        ch: &mut crate::inventory::Changes,
+    ) {
+        use std::hash::{Hash, Hasher};
+        let fact = |tag: &str, extra: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            tag.hash(&mut h);
+            extra(&mut h);
+            h.finish()
+        };
+        if ch.discovered && !self.announced.first(fact("d", &|_| {})) {
+            ch.discovered = false;
+        }
+        ch.new_sensitive
+            .retain(|f| self.announced.first(fact("s", &|h| f.kind.hash(h))));
+        if let Some(before) = &ch.auth_changed {
+            if !self.announced.first(fact("a", &|h| before.hash(h))) {
+                ch.auth_changed = None;
+            }
+        }
+    }
+
+    /// Writes the event in `self.json` under `self.key` to every sink.
+    fn write(&mut self, kind: EventKind) {
+        let ev = Event {
+            kind,
+            key: &self.key,
+            json: &self.json,
+        };
+        let mut ok = true;
+        for s in &mut self.sinks {
+            if let Err(e) = s.write(&ev) {
+                ok = false;
+                self.stats.sink_errors += 1;
+                if !self.sink_error_logged {
+                    eprintln!("apitap: {e} (further errors are counted, not logged)");
+                    self.sink_error_logged = true;
+                }
+            }
+        }
+        if ok {
+            self.stats.events_written += 1;
+        }
+    }
+
+    /// Inspection counters (empty when inference is off).
+    pub fn inspect_stats(&self) -> InspectStats {
+        self.inspector
+            .as_ref()
+            .map(Inspector::stats)
+            .unwrap_or_default()
+    }
+
+    /// Inventory limits.
+    pub fn inventory_config(&self) -> InventoryConfig {
+        self.cfg.inventory
+    }
+
+    /// Inventory counters.
+    pub fn inventory_stats(&self) -> InventoryStats {
+        self.inventory.stats.clone()
     }
 
     /// Flushes every sink; returns the first failure.

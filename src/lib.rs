@@ -4,10 +4,22 @@
 //! observations and their redaction, sinks and run summaries.
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod engine;
+pub mod fanout;
+pub mod findings;
+pub mod formats;
 pub mod infer;
+pub mod inspect;
+pub mod inventory;
 pub mod kafka;
+pub mod metrics;
 pub mod observation;
+pub mod openapi;
+pub mod owners;
+pub mod policy;
+pub mod privdrop;
 pub mod redact;
 pub mod run;
 pub mod sink;
+pub mod spec;

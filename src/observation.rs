@@ -3,6 +3,8 @@
 //!
 //! Owns the mapping from a parsed [`Exchange`] to what users consume. Everything that leaves
 //! the sensor passes through [`Redaction`] here.
+use crate::infer::auth::AuthInfo;
+use crate::inspect::{Finding, Insights};
 use crate::redact::Redactor;
 use apitap_capture::flow::FlowInfo;
 use apitap_parsers::{Exchange, GrpcInfo, Protocol, Request, Response};
@@ -35,7 +37,7 @@ type Headers<'a> = BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>;
 struct RequestObs<'a> {
     method: &'a str,
     host: Option<&'a str>,
-    path: &'a str,
+    path: Cow<'a, str>,
     query: Option<Cow<'a, str>>,
     version: &'a str,
     headers: Headers<'a>,
@@ -78,6 +80,13 @@ impl<'a> From<&'a GrpcInfo> for GrpcObs<'a> {
     }
 }
 
+#[derive(Serialize)]
+struct EndpointObs<'a> {
+    host: &'a str,
+    method: &'a str,
+    template: &'a str,
+}
+
 /// An exchange as it is written out.
 #[derive(Serialize)]
 pub struct Observation<'a> {
@@ -104,6 +113,12 @@ pub struct Observation<'a> {
     pushed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc: Option<GrpcObs<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<EndpointObs<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'a AuthInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensitive: Option<&'a [Finding]>,
 }
 
 /// RFC 3339 UTC timestamp with microseconds.
@@ -162,8 +177,13 @@ fn response_obs<'a>(r: &'a Response, red: &mut Redactor) -> ResponseObs<'a> {
 }
 
 impl<'a> Observation<'a> {
-    /// Builds the observation of `ex` seen on `flow`.
-    pub fn new(ex: &'a Exchange, flow: &FlowInfo, red: &mut Redactor) -> Self {
+    /// Builds the observation of `ex` seen on `flow`, with what inspection learnt about it.
+    pub fn new(
+        ex: &'a Exchange,
+        flow: &FlowInfo,
+        red: &mut Redactor,
+        ins: Option<&'a Insights>,
+    ) -> Self {
         let req = &ex.request;
         let (path, query) = split_target(&req.target);
         let latency_ms = ex
@@ -185,7 +205,7 @@ impl<'a> Observation<'a> {
             request: RequestObs {
                 method: &req.method,
                 host: request_host(req),
-                path,
+                path: red.path(path),
                 query: query.map(|q| red.query(q)),
                 version: &req.version,
                 headers: headers(&req.headers, red),
@@ -199,6 +219,13 @@ impl<'a> Observation<'a> {
             reset: ex.reset.as_deref(),
             pushed: ex.pushed,
             grpc: ex.grpc.as_ref().map(GrpcObs::from),
+            endpoint: ins.map(|i| EndpointObs {
+                host: &i.host,
+                method: &req.method,
+                template: &i.template,
+            }),
+            auth: ins.map(|i| &i.auth),
+            sensitive: ins.map(|i| i.sensitive.as_slice()),
         }
     }
 }

@@ -1,26 +1,27 @@
-//! Redaction of credentials before anything leaves the sensor.
+//! Redaction: no raw secret or sensitive value leaves the sensor unless the user turns it off.
 //!
-//! Owns the rule "no raw secret in any output unless the user turns redaction off". Until the
-//! sensitive-data classifier exists this covers what is certain to be a credential: the values
-//! of authentication headers (`Authorization`, `Cookie`, `Set-Cookie`, API-key and token headers)
-//! and of query parameters with credential-like names. The auth scheme (`Bearer`, `Basic`) and
-//! cookie and parameter *names* are kept: they say how an API authenticates without giving the
-//! secret away.
+//! Owns the last step before anything is written. Two rules apply to every path segment, query
+//! parameter and header value of an observation:
+//! - credentials are certain by *position*: the values of authentication headers
+//!   (`Authorization`, `Cookie`, `Set-Cookie`, API-key and token headers) and of parameters
+//!   with credential-like names are always replaced. The auth scheme (`Bearer`, `Basic`) and
+//!   cookie and parameter *names* are kept: they say how an API authenticates without giving
+//!   the secret away;
+//! - sensitive data is found by *content*: every other value goes through the classifiers of
+//!   [`crate::infer::sensitive`] and, when it is an email, card number, SSN, key …, is masked
+//!   (`4111********1111`, `j***@example.com`) or replaced by a salted hash, so that equal values
+//!   still correlate across events without being revealed.
+//!
+//! Bodies never leave the sensor (observations carry only their sizes and schemas).
+use crate::infer::sensitive::{self, classify, SensitiveType};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// What to do with credential values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Redaction {
-    /// Replace the value with `***` (keeping auth scheme and names).
-    #[default]
-    Mask,
-    /// Emit values as seen. Only for lab use: outputs then carry live credentials.
-    Off,
-}
+/// What to do with credentials and sensitive values: `mask` (default), `hash` (salted
+/// SHA-256, correlatable) or `off` (lab use only: outputs then carry live secrets).
+pub use crate::infer::sensitive::RedactMode as Redaction;
 
-/// The placeholder for a removed value.
+/// The placeholder for a removed credential.
 pub const MASK: &str = "***";
 
 const SECRET_HEADERS: &[&str] = &[
@@ -90,14 +91,16 @@ const NAME_CACHE_MAX: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Redactor {
     mode: Redaction,
+    salt: Vec<u8>,
     names: HashMap<Box<str>, bool>,
 }
 
 impl Redactor {
-    /// A redactor in `mode`.
-    pub fn new(mode: Redaction) -> Self {
+    /// A redactor in `mode`; `salt` keys the hashes of `hash` mode.
+    pub fn new(mode: Redaction, salt: &[u8]) -> Self {
         Redactor {
             mode,
+            salt: salt.to_vec(),
             names: HashMap::new(),
         }
     }
@@ -118,29 +121,111 @@ impl Redactor {
         v
     }
 
+    /// A credential's replacement.
+    fn secret(&self, value: &str) -> String {
+        match self.mode {
+            Redaction::Hash => sensitive::hash(&self.salt, value),
+            _ => MASK.to_string(),
+        }
+    }
+
+    /// A sensitive value's replacement.
+    fn value<'a>(&self, t: SensitiveType, value: &'a str) -> Cow<'a, str> {
+        sensitive::redact(self.mode, &self.salt, t, value)
+    }
+
     /// The header value as it may leave the sensor.
     pub fn header<'a>(&mut self, name: &str, value: &'a str) -> Cow<'a, str> {
-        if self.mode == Redaction::Off || !self.secret_header(name) {
+        if self.mode == Redaction::Off {
             return Cow::Borrowed(value);
         }
-        self.mode.mask_header(name, value)
+        if self.secret_header(name) {
+            return self.mask_header(name, value);
+        }
+        match classify(Some(name), value) {
+            Some(t) => self.value(t, value),
+            None => Cow::Borrowed(value),
+        }
     }
 
-    /// The query string as it may leave the sensor.
+    /// The query string as it may leave the sensor: credential-like parameters and sensitive
+    /// values replaced, everything else as sent.
     pub fn query<'a>(&self, q: &'a str) -> Cow<'a, str> {
-        self.mode.query(q)
+        if self.mode == Redaction::Off {
+            return Cow::Borrowed(q);
+        }
+        let mut out: Option<String> = None;
+        for (i, kv) in q.split('&').enumerate() {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let repl: Option<Cow<'_, str>> = if !v.is_empty() && secret_name(k) {
+                Some(Cow::Owned(self.secret(v)))
+            } else if v.is_empty() {
+                None
+            } else {
+                let dk = crate::infer::auth::percent_decode(k);
+                let dv = crate::infer::auth::percent_decode(v);
+                classify(Some(&dk), &dv).map(|t| Cow::Owned(self.value(t, &dv).into_owned()))
+            };
+            if repl.is_some() && out.is_none() {
+                // First replacement: copy what came before it.
+                let before: Vec<&str> = q.split('&').take(i).collect();
+                let mut s = before.join("&");
+                if i > 0 {
+                    s.push('&');
+                }
+                out = Some(s);
+            } else if let Some(o) = &mut out {
+                o.push('&');
+            }
+            if let Some(o) = &mut out {
+                match repl {
+                    Some(r) => {
+                        o.push_str(k);
+                        o.push('=');
+                        o.push_str(&r);
+                    }
+                    None => o.push_str(kv),
+                }
+            }
+        }
+        out.map_or(Cow::Borrowed(q), Cow::Owned)
     }
-}
 
-impl Redaction {
-    fn mask_header<'a>(self, name: &str, value: &'a str) -> Cow<'a, str> {
+    /// The path as it may leave the sensor: segments that hold sensitive values replaced.
+    pub fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        if self.mode == Redaction::Off {
+            return Cow::Borrowed(path);
+        }
+        let hit = |seg: &str| {
+            if seg.is_empty() {
+                return None;
+            }
+            classify(None, &crate::infer::auth::percent_decode(seg))
+        };
+        if !path.split('/').any(|s| hit(s).is_some()) {
+            return Cow::Borrowed(path);
+        }
+        let parts: Vec<Cow<'_, str>> = path
+            .split('/')
+            .map(|seg| match hit(seg) {
+                Some(t) => Cow::Owned(
+                    self.value(t, &crate::infer::auth::percent_decode(seg))
+                        .into_owned(),
+                ),
+                None => Cow::Borrowed(seg),
+            })
+            .collect();
+        Cow::Owned(parts.join("/"))
+    }
+
+    fn mask_header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
         if name.eq_ignore_ascii_case("cookie") {
-            return Cow::Owned(mask_pairs(value, ';', "; "));
+            return Cow::Owned(self.pairs(value, ';', "; "));
         }
         if name.eq_ignore_ascii_case("set-cookie") {
             // name=value; attributes — the attributes are not secret.
             let (first, attrs) = value.split_once(';').unwrap_or((value, ""));
-            let mut s = mask_pairs(first, ';', "");
+            let mut s = self.pairs(first, ';', "");
             if !attrs.is_empty() {
                 s.push(';');
                 s.push_str(attrs);
@@ -148,43 +233,22 @@ impl Redaction {
             return Cow::Owned(s);
         }
         if name.len() >= 13 && name[name.len() - 13..].eq_ignore_ascii_case("authorization") {
-            if let Some((scheme, _)) = value.split_once(' ') {
-                return Cow::Owned(format!("{scheme} {MASK}"));
+            if let Some((scheme, cred)) = value.split_once(' ') {
+                return Cow::Owned(format!("{scheme} {}", self.secret(cred.trim())));
             }
         }
-        Cow::Borrowed(MASK)
+        Cow::Owned(self.secret(value))
     }
 
-    /// The query string as it may leave the sensor: values of credential-like parameters masked.
-    pub fn query<'a>(self, q: &'a str) -> Cow<'a, str> {
-        if self == Redaction::Off {
-            return Cow::Borrowed(q);
-        }
-        let needs = q
-            .split('&')
-            .any(|kv| kv.split_once('=').is_some_and(|(k, _)| secret_name(k)));
-        if !needs {
-            return Cow::Borrowed(q);
-        }
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if secret_name(k) => format!("{k}={MASK}"),
-                _ => kv.to_string(),
+    fn pairs(&self, s: &str, sep: char, join: &str) -> String {
+        s.split(sep)
+            .map(|kv| match kv.trim().split_once('=') {
+                Some((k, v)) => format!("{k}={}", self.secret(v)),
+                None => self.secret(kv.trim()),
             })
-            .collect();
-        Cow::Owned(parts.join("&"))
+            .collect::<Vec<_>>()
+            .join(if join.is_empty() { ";" } else { join })
     }
-}
-
-fn mask_pairs(s: &str, sep: char, join: &str) -> String {
-    s.split(sep)
-        .map(|kv| match kv.trim().split_once('=') {
-            Some((k, _)) => format!("{k}={MASK}"),
-            None => MASK.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(if join.is_empty() { ";" } else { join })
 }
 
 #[cfg(test)]
@@ -193,7 +257,7 @@ mod tests {
 
     #[test]
     fn auth_headers_keep_scheme_lose_secret() {
-        let mut r = Redactor::new(Redaction::Mask);
+        let mut r = Redactor::new(Redaction::Mask, b"");
         assert_eq!(
             r.header("Authorization", "Bearer eyJhbGciOi.x.y"),
             "Bearer ***"
@@ -217,10 +281,10 @@ mod tests {
             "Bearer realm=\"x\""
         );
         assert_eq!(
-            Redactor::new(Redaction::Off).header("Cookie", "sid=abc"),
+            Redactor::new(Redaction::Off, b"").header("Cookie", "sid=abc"),
             "sid=abc"
         );
-        let mut cached = Redactor::new(Redaction::Mask);
+        let mut cached = Redactor::new(Redaction::Mask, b"");
         for _ in 0..2 {
             assert_eq!(cached.header("Authorization", "Bearer x"), "Bearer ***");
             assert_eq!(cached.header("Accept", "*/*"), "*/*");
@@ -229,7 +293,7 @@ mod tests {
 
     #[test]
     fn query_credentials_masked_others_kept() {
-        let r = Redaction::Mask;
+        let r = Redactor::new(Redaction::Mask, b"");
         assert_eq!(r.query("page=2&sort=asc"), "page=2&sort=asc");
         assert_eq!(
             r.query("id=7&api_key=AKIA123&access_token=x&q=hi"),
@@ -237,5 +301,40 @@ mod tests {
         );
         assert_eq!(r.query("key=s3cr3t"), "key=***");
         assert_eq!(r.query("monkey=banana"), "monkey=banana");
+    }
+
+    #[test]
+    fn sensitive_values_replaced_wherever_they_travel() {
+        let mut r = Redactor::new(Redaction::Mask, b"");
+        let p = r.path("/users/john.doe@example.com/cards/4111111111111111/orders");
+        assert!(!p.contains("john.doe@example.com"), "{p}");
+        assert!(!p.contains("4111111111111111"), "{p}");
+        assert!(p.starts_with("/users/") && p.ends_with("/orders"), "{p}");
+        assert_eq!(r.path("/api/v1/users/48213"), "/api/v1/users/48213");
+        let q = r.query("email=jane.roe%40example.org&page=2");
+        assert!(!q.contains("jane.roe"), "{q}");
+        assert!(q.starts_with("email=") && q.ends_with("&page=2"), "{q}");
+        let h = r.header("X-Customer-Email", "jane.roe@example.org");
+        assert!(!h.contains("jane.roe"), "{h}");
+        assert_eq!(r.header("X-Request-Id", "48213"), "48213");
+    }
+
+    #[test]
+    fn hash_mode_correlates_without_revealing() {
+        let mut a = Redactor::new(Redaction::Hash, b"salt-a");
+        let mut b = Redactor::new(Redaction::Hash, b"salt-b");
+        let ha = a.header("Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc");
+        assert!(ha.starts_with("Bearer sha256:"), "{ha}");
+        assert!(!ha.contains("4eC39HqLyjWDarjtT1zdp7dc"));
+        assert_eq!(
+            ha,
+            a.header("Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc")
+        );
+        assert_ne!(
+            ha,
+            b.header("Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc")
+        );
+        let q = a.query("api_key=abc123secret&page=1");
+        assert!(q.starts_with("api_key=sha256:") && q.ends_with("&page=1"), "{q}");
     }
 }

@@ -10,11 +10,18 @@
 //! (midstream) the side whose first payload the handler recognises as a request (or the other
 //! side of one it recognises as a response); else the side with the higher port.
 //!
+//! Tunnels: the key is the inner 5-tuple plus the tunnel scope of the segment
+//! ([`crate::tunnel::Tunnel::scope`]: VXLAN/Geneve VNIs, ERSPAN sessions), so two VPCs mirrored
+//! into one sensor with the same private addresses stay apart. When both ends of a connection
+//! are mirrored through different sessions, the same connection arrives under two scopes and
+//! is tracked twice; [`FlowConfig::key_by_tunnel`] off merges them (and would merge the VPCs).
+//!
 //! Resources: at most [`FlowConfig::max_flows`] connections. When full, the oldest idle one is
 //! evicted (second-chance queue, O(1) amortised) and counted; connections idle longer than
 //! [`FlowConfig::idle_timeout_us`] of capture time are closed by a periodic sweep.
 use crate::decode::TcpSegment;
 use crate::reassembly::{HalfStream, HeldBudget, ReassemblyConfig, ReassemblyStats, StreamEvent};
+use crate::tunnel::Tunnel;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -28,38 +35,42 @@ pub enum Direction {
 }
 
 /// Normalised 5-tuple (TCP implied): the lower (address, port) first, so both directions of a
-/// connection hash alike. The VLAN id keeps overlapping address spaces apart.
+/// connection hash alike. The VLAN id and the tunnel scope keep overlapping address spaces
+/// apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     lo: SocketAddr,
     hi: SocketAddr,
     vlan: Option<u16>,
+    scope: u64,
 }
 
 impl FlowKey {
-    /// The key of the connection `seg` belongs to, and whether `seg` travels lo → hi.
+    /// The key of the connection `seg` belongs to (tunnel scope included), and whether `seg`
+    /// travels lo → hi.
     pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, bool) {
+        FlowKey::of_scoped(seg, true)
+    }
+
+    /// As [`FlowKey::of`], with the tunnel scope in the key only if `by_tunnel`.
+    pub fn of_scoped(seg: &TcpSegment<'_>, by_tunnel: bool) -> (FlowKey, bool) {
         let a = SocketAddr::new(seg.src, seg.sport);
         let b = SocketAddr::new(seg.dst, seg.dport);
-        if (a.ip(), a.port()) <= (b.ip(), b.port()) {
-            (
-                FlowKey {
-                    lo: a,
-                    hi: b,
-                    vlan: seg.vlan,
-                },
-                true,
-            )
-        } else {
-            (
-                FlowKey {
-                    lo: b,
-                    hi: a,
-                    vlan: seg.vlan,
-                },
-                false,
-            )
-        }
+        let scope = match seg.tunnel {
+            Some(t) if by_tunnel => t.scope,
+            _ => 0,
+        };
+        let from_lo = (a.ip(), a.port()) <= (b.ip(), b.port());
+        let (lo, hi) = if from_lo { (a, b) } else { (b, a) };
+        (
+            FlowKey {
+                lo,
+                hi,
+                vlan: seg.vlan,
+                scope,
+            },
+            from_lo,
+        )
     }
 
     /// A hash that is the same for both directions and independent of the process's hasher
@@ -71,6 +82,9 @@ impl FlowKey {
             h ^ (h >> 29)
         }
         let mut h = 0xcbf29ce484222325u64;
+        if self.scope != 0 {
+            h = mix(h, self.scope);
+        }
         for sa in [self.lo, self.hi] {
             h = mix(h, u64::from(sa.port()));
             match sa.ip() {
@@ -97,6 +111,9 @@ pub struct FlowInfo {
     pub server: SocketAddr,
     /// VLAN id, if tagged.
     pub vlan: Option<u16>,
+    /// The outermost tunnel of the connection's first packet (VNI, session, outer
+    /// addresses), if it came through one.
+    pub tunnel: Option<Tunnel>,
     /// Capture time of the first packet (µs).
     pub first_ts_us: i64,
     /// Whether the handshake (a SYN) was seen.
@@ -162,6 +179,7 @@ pub trait FlowHandler {
 /// [flows]
 /// max_flows = 262144          # concurrent connections tracked
 /// idle_timeout_secs = 120     # capture-time idleness before a connection is closed
+/// key_by_tunnel = true        # VNI / ERSPAN session in the connection key
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowConfig {
@@ -171,6 +189,10 @@ pub struct FlowConfig {
     pub idle_timeout_us: i64,
     /// Out-of-order store limits.
     pub reassembly: ReassemblyConfig,
+    /// Whether the tunnel scope (VXLAN/Geneve VNI, ERSPAN session) is part of the connection
+    /// key: on (the default), overlapping address spaces mirrored through different sessions
+    /// stay apart; off, one connection mirrored through two sessions is tracked once.
+    pub key_by_tunnel: bool,
 }
 
 impl Default for FlowConfig {
@@ -179,6 +201,7 @@ impl Default for FlowConfig {
             max_flows: 256 * 1024,
             idle_timeout_us: 120_000_000,
             reassembly: ReassemblyConfig::default(),
+            key_by_tunnel: true,
         }
     }
 }
@@ -212,6 +235,26 @@ pub struct FlowStats {
     pub reassembly: ReassemblyStats,
     /// Peak bytes held out of order across all flows.
     pub peak_held_bytes: u64,
+}
+
+impl FlowStats {
+    /// Adds another table's counters (one table per worker); peaks add up too, as the
+    /// tables hold their flows at the same time.
+    pub fn add(&mut self, o: &FlowStats) {
+        self.flows_created += o.flows_created;
+        self.closed_fin += o.closed_fin;
+        self.closed_rst += o.closed_rst;
+        self.closed_idle += o.closed_idle;
+        self.evicted += o.evicted;
+        self.closed_reused += o.closed_reused;
+        self.closed_shutdown += o.closed_shutdown;
+        self.with_handshake += o.with_handshake;
+        self.midstream += o.midstream;
+        self.untracked_packets += o.untracked_packets;
+        self.peak_flows += o.peak_flows;
+        self.peak_held_bytes += o.peak_held_bytes;
+        self.reassembly.add(&o.reassembly);
+    }
 }
 
 struct Entry<S> {
@@ -278,7 +321,7 @@ impl<H: FlowHandler> FlowTable<H> {
     pub fn process(&mut self, seg: &TcpSegment<'_>, ts_us: i64) {
         self.now_us = self.now_us.max(ts_us);
         self.maybe_sweep();
-        let (key, from_lo) = FlowKey::of(seg);
+        let (key, from_lo) = FlowKey::of_scoped(seg, self.cfg.key_by_tunnel);
         let is_syn = seg.flags.syn && !seg.flags.ack;
         if is_syn {
             if let Some(e) = self.map.get(&key) {
@@ -386,6 +429,7 @@ impl<H: FlowHandler> FlowTable<H> {
             client,
             server,
             vlan: key.vlan,
+            tunnel: seg.tunnel,
             first_ts_us: ts_us,
             handshake_seen: seg.flags.syn,
         };
@@ -609,6 +653,7 @@ mod tests {
             payload,
             wire_len: payload.len() as u32,
             vlan: None,
+            tunnel: None,
         }
     }
 
@@ -691,6 +736,80 @@ mod tests {
         let last = t.handler.log.last().unwrap();
         assert!(last.contains("c:GET /x"), "{:?}", t.handler.log);
         assert_eq!(t.stats().closed_reused, 2);
+    }
+
+    fn in_vni(mut s: TcpSegment<'static>, vni: u32) -> TcpSegment<'static> {
+        let vtep = |n| IpAddr::V4(Ipv4Addr::new(192, 0, 2, n));
+        s.tunnel = Some(Tunnel::new(
+            crate::tunnel::TunnelKind::Vxlan,
+            Some(vni),
+            vtep(1),
+            vtep(2),
+        ));
+        s
+    }
+
+    #[test]
+    fn same_addresses_in_two_vnis_are_two_connections() {
+        for (by_tunnel, flows) in [(true, 2), (false, 1)] {
+            let cfg = FlowConfig {
+                key_by_tunnel: by_tunnel,
+                ..FlowConfig::default()
+            };
+            let mut t = FlowTable::new(cfg, Rec::default());
+            t.process(&in_vni(seg(5555, 80, 100, 0, "S", b""), 1), 1);
+            t.process(&in_vni(seg(5555, 80, 100, 0, "S", b""), 2), 1);
+            t.process(&in_vni(seg(80, 5555, 900, 101, "SA", b""), 1), 2);
+            t.process(&in_vni(seg(80, 5555, 900, 101, "SA", b""), 2), 2);
+            t.process(&in_vni(seg(5555, 80, 101, 901, "A", b"GET /"), 1), 3);
+            t.process(&in_vni(seg(5555, 80, 101, 901, "A", b"GET /"), 2), 3);
+            assert_eq!(t.len(), flows, "key_by_tunnel {by_tunnel}");
+            t.close_all();
+            let with_get = t
+                .handler
+                .log
+                .iter()
+                .filter(|l| l.contains("c:GET /"))
+                .count();
+            assert_eq!(with_get, flows);
+        }
+        // the reverse direction of a VNI finds its connection (the VNI is per segment, not
+        // per direction) and the tunnel is on the connection
+        let a = in_vni(seg(5555, 80, 1, 0, "A", b"GET /"), 9);
+        let b = in_vni(seg(80, 5555, 1, 0, "A", b"HTTP/1.1 200"), 9);
+        assert_eq!(FlowKey::of(&a).0, FlowKey::of(&b).0);
+        assert_ne!(FlowKey::of(&a).0, FlowKey::of(&in_vni(a, 8)).0);
+        assert_ne!(
+            FlowKey::of(&a).0,
+            FlowKey::of(&seg(5555, 80, 1, 0, "A", b"x")).0
+        );
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        t.process(&a, 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn flow_info_carries_the_tunnel() {
+        #[derive(Default)]
+        struct Seen(Vec<Option<Tunnel>>);
+        impl FlowHandler for Seen {
+            type State = ();
+            fn open(&mut self, f: &FlowInfo) {
+                self.0.push(f.tunnel);
+            }
+            fn classify(&self, _: &[u8]) -> Option<bool> {
+                None
+            }
+            fn data(&mut self, _: &mut (), _: &FlowInfo, _: Direction, _: &[u8], _: ChunkInfo) {}
+            fn gap(&mut self, _: &mut (), _: &FlowInfo, _: Direction, _: u64) {}
+            fn close(&mut self, _: (), _: &FlowInfo, _: CloseReason) {}
+        }
+        let mut t = FlowTable::new(FlowConfig::default(), Seen::default());
+        let s = in_vni(seg(5555, 80, 1, 0, "S", b""), 77);
+        t.process(&s, 1);
+        t.process(&seg(5556, 80, 1, 0, "S", b""), 1);
+        assert_eq!(t.handler.0, [s.tunnel, None]);
+        assert_eq!(t.handler.0[0].and_then(|x| x.id), Some(77));
     }
 
     #[test]

@@ -124,6 +124,26 @@ pub struct ReassemblyStats {
     pub after_fin_bytes: u64,
 }
 
+impl ReassemblyStats {
+    /// Adds another flow table's counters (one table per worker).
+    pub fn add(&mut self, o: &ReassemblyStats) {
+        self.segments += o.segments;
+        self.bytes_delivered += o.bytes_delivered;
+        self.duplicate_segments += o.duplicate_segments;
+        self.overlapping_segments += o.overlapping_segments;
+        self.out_of_order_segments += o.out_of_order_segments;
+        self.before_start_segments += o.before_start_segments;
+        self.gaps_acked += o.gaps_acked;
+        self.gaps_cap += o.gaps_cap;
+        self.gaps_close += o.gaps_close;
+        self.gaps_truncated += o.gaps_truncated;
+        self.gap_bytes += o.gap_bytes;
+        self.cap_flow_hits += o.cap_flow_hits;
+        self.cap_global_hits += o.cap_global_hits;
+        self.after_fin_bytes += o.after_fin_bytes;
+    }
+}
+
 /// Global accounting of held out-of-order bytes, shared by every stream of a flow table.
 #[derive(Debug, Default)]
 pub struct HeldBudget {

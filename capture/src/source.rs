@@ -1,6 +1,16 @@
 //! Packet sources: pcap/pcapng files (several, read in order) and live interfaces, both through
 //! libpcap (the `pcap` crate), which reads both file formats and applies BPF filters in the
-//! kernel for live capture.
+//! kernel for live capture; and a UDP listener for mirror streams.
+//!
+//! The UDP listener is the mirror-target mode: AWS VPC Traffic Mirroring (VXLAN, UDP 4789)
+//! and Gateway Load Balancer (Geneve, UDP 6081) deliver the mirrored frames as UDP datagrams
+//! to an address, so an ordinary socket receives them: no promiscuous mode, no libpcap, no
+//! privileges (below port 1024 aside). It strips the VXLAN (RFC 7348) or Geneve (RFC 8926)
+//! header and hands on the inner frame with the tunnel as metadata. Kernel drops are read
+//! from the socket's `drops` column in `/proc/net/udp` (Linux).
+use crate::decode::linktype;
+use crate::tunnel::{self, Tunnel, TunnelKind};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 /// How long a live capture sleeps when the kernel has nothing for it.
@@ -17,6 +27,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// The frame's length on the wire (larger than `data` when cut by the snap length).
     pub wire_len: u32,
+    /// The tunnel the source already removed (UDP listener), to hand to
+    /// [`crate::decode::Decoder::decode_in`].
+    pub tunnel: Option<Tunnel>,
 }
 
 /// Errors opening or reading a packet source, worded for the person running the sensor.
@@ -50,6 +63,14 @@ pub enum SourceError {
         /// The expression.
         expr: String,
         /// libpcap's message.
+        reason: String,
+    },
+    /// The UDP listener could not be set up or failed.
+    #[error("cannot listen for mirrored traffic on UDP {addr}: {reason}")]
+    Udp {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said, with a hint.
         reason: String,
     },
     /// Any other libpcap failure.
@@ -88,6 +109,31 @@ pub struct CaptureDrops {
     pub kernel_dropped: u64,
     /// Dropped by the interface or driver.
     pub if_dropped: u64,
+    /// UDP listener: datagrams whose VXLAN/Geneve header could not be stripped, or that
+    /// carried something other than Ethernet or IP.
+    pub undecodable: u64,
+}
+
+/// The encapsulation a UDP listener strips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenKind {
+    /// VXLAN (AWS VPC Traffic Mirroring, Azure vTAP): UDP 4789.
+    Vxlan,
+    /// Geneve (AWS Gateway Load Balancer): UDP 6081.
+    Geneve,
+}
+
+/// Largest UDP payload over IPv4 (IPv6 jumbograms aside).
+const MAX_DATAGRAM: usize = 65_535;
+
+struct UdpListener {
+    sock: UdpSocket,
+    kind: ListenKind,
+    local: SocketAddr,
+    rcvbuf: usize,
+    buf: Vec<u8>,
+    datagrams: u64,
+    undecodable: u64,
 }
 
 enum Inner {
@@ -97,6 +143,7 @@ enum Inner {
         cap: Option<pcap::Capture<pcap::Offline>>,
     },
     Live(pcap::Capture<pcap::Active>),
+    Udp(UdpListener),
 }
 
 /// A source of frames.
@@ -113,6 +160,7 @@ fn frame<'a>(linktype: i32, p: &pcap::Packet<'a>) -> Frame<'a> {
         linktype,
         data: p.data,
         wire_len: h.len,
+        tunnel: None,
     }
 }
 
@@ -219,6 +267,76 @@ impl PacketSource {
         })
     }
 
+    /// Listens on UDP `addr` for a mirror stream of `kind` (no privileges needed). The socket
+    /// asks for a `rcvbuf_bytes` receive buffer (SO_RCVBUF; Linux caps it at
+    /// `net.core.rmem_max`, see [`PacketSource::udp_rcvbuf`]); reads are non-blocking, so a
+    /// quiet stream yields [`Event::Idle`] and a stop request is seen.
+    pub fn udp_listen(
+        addr: SocketAddr,
+        kind: ListenKind,
+        rcvbuf_bytes: usize,
+    ) -> Result<Self, SourceError> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let err = |what: &str, e: std::io::Error| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    " (ports below 1024 need CAP_NET_BIND_SERVICE)"
+                }
+                std::io::ErrorKind::AddrInUse => " (another process listens there)",
+                std::io::ErrorKind::AddrNotAvailable => " (not an address of this host)",
+                _ => "",
+            };
+            SourceError::Udp {
+                addr,
+                reason: format!("{what}: {e}{hint}"),
+            }
+        };
+        let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(|e| err("socket", e))?;
+        if addr.is_ipv6() {
+            // `[::]` also receives IPv4 mirrors.
+            let _ = sock.set_only_v6(false);
+        }
+        // Best effort: the kernel clamps the size (the effective one is reported).
+        let _ = sock.set_recv_buffer_size(rcvbuf_bytes);
+        sock.bind(&addr.into()).map_err(|e| err("bind", e))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| err("non-blocking mode", e))?;
+        let rcvbuf = sock.recv_buffer_size().unwrap_or(0);
+        let sock: UdpSocket = sock.into();
+        let local = sock.local_addr().map_err(|e| err("local address", e))?;
+        Ok(PacketSource {
+            inner: Inner::Udp(UdpListener {
+                sock,
+                kind,
+                local,
+                rcvbuf,
+                buf: vec![0; MAX_DATAGRAM],
+                datagrams: 0,
+                undecodable: 0,
+            }),
+            linktype: linktype::ETHERNET,
+            iface: local.to_string(),
+        })
+    }
+
+    /// The UDP listener's bound address (with the port the system chose for port 0).
+    pub fn udp_local_addr(&self) -> Option<SocketAddr> {
+        match &self.inner {
+            Inner::Udp(u) => Some(u.local),
+            _ => None,
+        }
+    }
+
+    /// The UDP listener's receive buffer as the kernel granted it (Linux reports twice the
+    /// usable size); smaller than asked means `net.core.rmem_max` is lower.
+    pub fn udp_rcvbuf(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Udp(u) => Some(u.rcvbuf),
+            _ => None,
+        }
+    }
+
     /// Link type of the current source.
     pub fn linktype(&self) -> i32 {
         self.linktype
@@ -274,16 +392,67 @@ impl PacketSource {
                 }
                 Ok(())
             }
+            Inner::Udp(u) => {
+                while !stop.load(Ordering::Relaxed) {
+                    match u.sock.recv_from(&mut u.buf) {
+                        Ok((n, peer)) => {
+                            u.datagrams += 1;
+                            let Some(d) = u.buf.get(..n) else { continue };
+                            match strip(u.kind, d) {
+                                Some((lt, off, id)) => {
+                                    let data = d.get(off..).unwrap_or_default();
+                                    let kind = match u.kind {
+                                        ListenKind::Vxlan => TunnelKind::Vxlan,
+                                        ListenKind::Geneve => TunnelKind::Geneve,
+                                    };
+                                    f(Event::Frame(Frame {
+                                        ts_us: now_us(),
+                                        linktype: lt,
+                                        data,
+                                        wire_len: data.len() as u32,
+                                        tunnel: Some(Tunnel::new(
+                                            kind,
+                                            id,
+                                            unmapped(peer.ip()),
+                                            unmapped(u.local.ip()),
+                                        )),
+                                    }))
+                                }
+                                None => u.undecodable += 1,
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            f(Event::Idle);
+                            std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(SourceError::Udp {
+                                addr: u.local,
+                                reason: e.to_string(),
+                            })
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
-    /// Kernel and interface drop counters (live capture only).
+    /// Kernel and interface drop counters (live capture and UDP listener).
     pub fn drops(&mut self) -> Option<CaptureDrops> {
         match &mut self.inner {
             Inner::Live(c) => c.stats().ok().map(|s| CaptureDrops {
                 received: u64::from(s.received),
                 kernel_dropped: u64::from(s.dropped),
                 if_dropped: u64::from(s.if_dropped),
+                undecodable: 0,
+            }),
+            Inner::Udp(u) => Some(CaptureDrops {
+                received: u.datagrams,
+                kernel_dropped: socket_drops(&u.sock).unwrap_or(0),
+                if_dropped: 0,
+                undecodable: u.undecodable,
             }),
             Inner::Files { .. } => None,
         }
@@ -297,4 +466,111 @@ pub enum Event<'a> {
     Frame(Frame<'a>),
     /// A live read timed out with no packet.
     Idle,
+}
+
+/// Strips the listener's tunnel header: the inner frame's link type, its offset in the
+/// datagram and the VNI. `None` when the header is bad or the payload is neither Ethernet nor
+/// IP.
+fn strip(kind: ListenKind, d: &[u8]) -> Option<(i32, usize, Option<u32>)> {
+    let x = match kind {
+        ListenKind::Vxlan => tunnel::vxlan(d).ok()?,
+        ListenKind::Geneve => tunnel::geneve(d).ok()?,
+    };
+    let lt = match x.inner {
+        tunnel::Inner::Ethernet => linktype::ETHERNET,
+        tunnel::Inner::Ip | tunnel::Inner::EtherType(0x0800) | tunnel::Inner::EtherType(0x86dd) => {
+            linktype::RAW
+        }
+        tunnel::Inner::EtherType(_) => return None,
+    };
+    Some((lt, d.len() - x.payload.len(), x.id))
+}
+
+/// An IPv4 peer of a dual-stack socket is reported as `::ffff:a.b.c.d`; show it as IPv4.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Datagrams the kernel dropped for this socket because its receive buffer was full: the
+/// last column of the socket's line in `/proc/net/udp` or `/proc/net/udp6`, found by inode.
+#[cfg(target_os = "linux")]
+fn socket_drops(sock: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd()))
+        .ok()?
+        .ino();
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|p| {
+        let text = std::fs::read_to_string(p).ok()?;
+        proc_udp_drops(&text, ino)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_drops(_sock: &UdpSocket) -> Option<u64> {
+    None
+}
+
+/// The `drops` column of the `/proc/net/udp` line whose inode (10th column) is `ino`.
+fn proc_udp_drops(text: &str, ino: u64) -> Option<u64> {
+    text.lines().skip(1).find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.get(9)?.parse::<u64>().ok()? != ino {
+            return None;
+        }
+        cols.last()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_udp_drops_by_inode() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  263: 00000000:12B5 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 412345 2 0000000000000000 17\n\
+  300: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n";
+        assert_eq!(proc_udp_drops(text, 412345), Some(17));
+        assert_eq!(proc_udp_drops(text, 999), Some(0));
+        assert_eq!(proc_udp_drops(text, 5), None);
+        assert_eq!(proc_udp_drops("garbage\nx y", 5), None);
+    }
+
+    #[test]
+    fn strip_vxlan_and_geneve() {
+        let mut v = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        v.extend_from_slice(&[0xaa; 14]);
+        assert_eq!(
+            strip(ListenKind::Vxlan, &v),
+            Some((linktype::ETHERNET, 8, Some(42)))
+        );
+        assert_eq!(strip(ListenKind::Vxlan, &v[..7]), None);
+        // Geneve with one option word carrying IPv4
+        let mut g = vec![0x01, 0, 0x08, 0x00, 0, 0, 1, 0, 9, 9, 9, 9, 0x45];
+        assert_eq!(
+            strip(ListenKind::Geneve, &g),
+            Some((linktype::RAW, 12, Some(1)))
+        );
+        // ARP inside Geneve is not a frame the decoder can take
+        g[2..4].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(strip(ListenKind::Geneve, &g), None);
+    }
+
+    #[test]
+    fn mapped_peers_are_shown_as_ipv4() {
+        let m: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(unmapped(m), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(unmapped(v6), v6);
+    }
 }

@@ -85,7 +85,10 @@ fn main() {
         p.summary().engine.exchanges
     };
     let mb = bytes as f64 / 1e6;
-    println!("capture: {} ({packets} packets, {mb:.1} MB), best of {runs}", file.display());
+    println!(
+        "capture: {} ({packets} packets, {mb:.1} MB), best of {runs}",
+        file.display()
+    );
     println!(
         "libpcap read loop (floor):     {:>8.1} ms  {:>9.0} MB/s  {:>10.0} packets/s",
         t_floor.as_secs_f64() * 1e3,
@@ -118,7 +121,14 @@ fn main() {
     let tshark = std::process::Command::new("tshark")
         .args(["-n", "-r"])
         .arg(&file)
-        .args(["-Y", "http.request or http2.type == 1", "-T", "fields", "-e", "frame.number"])
+        .args([
+            "-Y",
+            "http.request or http2.type == 1",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();

@@ -431,8 +431,10 @@ mod tests {
         assert_eq!(cfg.capture.snaplen, 65535);
         // Every key of the full default config (all optional keys set) must be in the
         // example, commented or not.
-        let mut all = Config::default();
-        all.user = Some(String::new());
+        let mut all = Config {
+            user: Some(String::new()),
+            ..Config::default()
+        };
         all.capture.interface = Some(String::new());
         all.capture.bpf = Some(String::new());
         all.capture.vxlan_listen = "0.0.0.0:4789".parse().ok();
@@ -465,7 +467,10 @@ mod tests {
         let mut doc_keys = Vec::new();
         keys("", &Value::Table(documented.table), &mut doc_keys);
         for k in ks {
-            assert!(doc_keys.contains(&k), "{k} is not documented in the example");
+            assert!(
+                doc_keys.contains(&k),
+                "{k} is not documented in the example"
+            );
         }
     }
 

@@ -161,10 +161,7 @@ impl Engine {
                 self.stats.processing_latency[i] += 1;
                 self.stats.processing_latency_sum_us += delay_us;
             }
-            let ins = self
-                .inspector
-                .as_mut()
-                .map(|i| i.inspect(&ex, flow.server));
+            let ins = self.inspector.as_mut().map(|i| i.inspect(&ex, flow.server));
             self.json.clear();
             let obs = Observation::new(&ex, flow, &mut self.redactor, ins.as_ref());
             if serde_json::to_writer(&mut self.json, &obs).is_err() {

@@ -193,7 +193,11 @@ fn count_capped(map: &mut BTreeMap<String, u64>, v: &str, cap: usize, dropped: &
 
 /// A content type without parameters, lower case.
 pub fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 impl EndpointStats {

@@ -263,7 +263,10 @@ impl Common {
             l.set("user", v.as_str());
         }
         if let Some(v) = self.log_format {
-            l.set("log.format", toml::Value::try_from(v).context("log format")?);
+            l.set(
+                "log.format",
+                toml::Value::try_from(v).context("log format")?,
+            );
         }
         if let Some(v) = &self.log_level {
             l.set("log.level", v.as_str());
@@ -547,7 +550,8 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                 } else {
                     apitap_capture::source::ListenKind::Geneve
                 };
-                let src = PacketSource::udp_listen(addr, kind, c.buffer_mb.max(1) as usize * (1 << 20))?;
+                let src =
+                    PacketSource::udp_listen(addr, kind, c.buffer_mb.max(1) as usize * (1 << 20))?;
                 (src, format!("{kind:?} mirror on udp {addr}"))
             } else {
                 let Some(iface) = c.interface.clone() else {
@@ -604,7 +608,10 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             let drops = src.drops();
             if let Some(d) = &drops {
                 if d.kernel_dropped > 0 {
-                    warn!(kernel_dropped = d.kernel_dropped, "the kernel dropped packets; raise --buffer-mb or --workers");
+                    warn!(
+                        kernel_dropped = d.kernel_dropped,
+                        "the kernel dropped packets; raise --buffer-mb or --workers"
+                    );
                 }
             }
             let flushed = p.finish();

@@ -186,7 +186,11 @@ fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
                     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
                 )
             }
-            None => (503, "application/json", "{\"status\":\"starting\"}\n".into()),
+            None => (
+                503,
+                "application/json",
+                "{\"status\":\"starting\"}\n".into(),
+            ),
         },
         _ => (
             404,
@@ -219,8 +223,18 @@ pub fn prometheus(s: &Summary, sinks_ready: bool) -> String {
     let r = &f.reassembly;
     let e = &s.engine;
     let ps = &s.parsers;
-    p.metric("packets_total", "counter", "Frames read.", &[("", s.packets as f64)]);
-    p.metric("bytes_total", "counter", "Captured bytes read.", &[("", s.bytes as f64)]);
+    p.metric(
+        "packets_total",
+        "counter",
+        "Frames read.",
+        &[("", s.packets as f64)],
+    );
+    p.metric(
+        "bytes_total",
+        "counter",
+        "Captured bytes read.",
+        &[("", s.bytes as f64)],
+    );
     let d = &s.decode;
     p.metric(
         "packets_skipped_total",

@@ -55,8 +55,8 @@ const MAX_OPERATION_ID: usize = 200;
 
 /// Writes the OpenAPI document(s) of `inv` to `path`.
 ///
-/// One document per host. When `path` is an existing directory or ends with `/`, each goes to
-/// `path/<host>.openapi.json` (the directory is created); otherwise a single host goes to `path`
+/// One document per host. When `path` is an existing directory, ends with `/` or has no
+/// extension, each goes to `path/<host>.openapi.json` (the directory is created); otherwise a single host goes to `path`
 /// itself and several to `<stem>.<host>.<ext>` beside it (see [`targets`]). Every file is
 /// replaced atomically. With no host at all, a file `path` receives an empty document.
 pub fn write(inv: &Inventory, path: &Path) -> std::io::Result<()> {
@@ -77,8 +77,12 @@ pub fn write(inv: &Inventory, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `path` names a directory of documents: an existing directory, a path ending in `/`,
+/// or a path without extension (`--openapi out/api` — a JSON document is named `.json`).
 fn is_dir_target(path: &Path) -> bool {
-    path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/')
+    path.is_dir()
+        || path.as_os_str().to_string_lossy().ends_with('/')
+        || (!path.exists() && path.extension().is_none())
 }
 
 /// Where the document of each host goes (in the order of `hosts`): `path/<host>.openapi.json`
@@ -1332,7 +1336,13 @@ mod tests {
             ]
         );
         assert!(is_dir_target(Path::new("/no/such/dir/")));
+        assert!(is_dir_target(Path::new("/no/such/dir")));
         assert!(!is_dir_target(Path::new("/no/such/file.json")));
+        // An existing file without extension is a file.
+        let f = std::env::temp_dir().join(format!("apitap-oa-{}", std::process::id()));
+        std::fs::write(&f, b"").unwrap();
+        assert!(!is_dir_target(&f));
+        std::fs::remove_file(&f).unwrap();
     }
 
     #[test]
@@ -1364,5 +1374,142 @@ mod tests {
             json!({"*/*": {"schema": {"type": "object"}}})
         );
         assert!(content(&BTreeMap::new(), None).is_empty());
+    }
+
+    /// A test request: method, target, extra request headers, response status.
+    type Req<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+
+    /// An inventory learnt from `reqs` by the real inspector, as the engine builds it.
+    fn inventory(reqs: &[Req<'_>]) -> Inventory {
+        use crate::inspect::{InspectConfig, Inspector};
+        use apitap_parsers::{Exchange, Protocol, Request, Response};
+        let mut insp = Inspector::new(InspectConfig::default());
+        let mut inv = Inventory::new(InventoryConfig::default());
+        let server: std::net::SocketAddr = "192.0.2.1:80".parse().unwrap();
+        for (i, (m, t, hs, status)) in reqs.iter().enumerate() {
+            let mut headers = vec![("Host".to_string(), "api.example".to_string())];
+            headers.extend(hs.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+            let req = Request {
+                ts_us: 1_700_000_000_000_000 + i as i64 * 1000,
+                method: m.to_string(),
+                target: t.to_string(),
+                version: "HTTP/1.1".into(),
+                headers,
+                ..Request::default()
+            };
+            let mut ex = Exchange::new(Protocol::Http1, req);
+            ex.response = Some(Response {
+                ts_us: 1_700_000_000_000_500 + i as i64 * 1000,
+                version: "HTTP/1.1".into(),
+                status: *status,
+                ..Response::default()
+            });
+            let ins = insp.inspect(&ex, server);
+            inv.record(&ex, "192.0.2.1:80", &ins);
+        }
+        inv.compact(&insp.templater);
+        inv
+    }
+
+    #[test]
+    fn a_document_from_real_inspection() {
+        let basic: &[(&str, &str)] = &[("Authorization", "Basic dXNlcjpwYXNz")];
+        let inv = inventory(&[
+            ("GET", "/files/12345", &[], 200),
+            ("GET", "/files/0123456789abcdef0123", &[], 404),
+            ("GET", "/users/5", basic, 200),
+            ("GET", "/users/6", &[], 401),
+            ("PROPFIND", "/dav/7", &[], 207),
+            ("get", "/odd", &[], 200),
+            ("GET", "/weird", &[], 999),
+            ("GET", "/search?q=Zq9SecretValue&page=2", &[], 200),
+        ]);
+        let docs = documents(&inv);
+        assert_eq!(docs.len(), 1);
+        let (host, doc) = &docs[0];
+        assert_eq!(host, "api.example");
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["servers"][0]["url"], "http://api.example");
+        let paths = doc["paths"].as_object().unwrap();
+
+        // `/files/{id}` and `/files/{hash}`: one path, one operation over both records.
+        let files = &paths["/files/{fileId}"];
+        assert_eq!(files["parameters"][0]["schema"], json!({"type": "string"}));
+        assert_eq!(
+            files["get"]["x-apitap"]["templates"],
+            json!(["/files/{hash}", "/files/{id}"])
+        );
+        assert_eq!(files["get"]["x-apitap"]["count"], 2);
+        assert_eq!(files["get"]["responses"]["404"]["description"], "Not Found");
+        assert!(!paths.contains_key("/files/{fileHash}"));
+
+        // Seen with and without credentials: optional Basic auth.
+        let users = &paths["/users/{userId}"]["get"];
+        assert_eq!(users["security"], json!([{}, {"basicAuth": []}]));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["basicAuth"],
+            json!({"type": "http", "scheme": "basic"})
+        );
+        // Never authenticated: no requirement at all.
+        assert!(paths["/files/{fileId}"]["get"].get("security").is_none());
+
+        // Methods OpenAPI has no operation for, and `get` (not GET).
+        assert!(paths["/dav/{davId}"]["x-apitap-other-methods"]["PROPFIND"].is_object());
+        assert!(paths["/dav/{davId}"].get("propfind").is_none());
+        assert!(paths["/odd"]["x-apitap-other-methods"]["get"].is_object());
+        assert!(paths["/odd"].get("get").is_none());
+
+        // A status code outside 1xx–5xx: a described default response, the code kept aside.
+        let weird = &paths["/weird"]["get"];
+        assert!(weird["responses"]["default"]["description"].is_string());
+        assert_eq!(weird["x-apitap"]["other_statuses"], json!([999]));
+
+        // Query parameters by name; values never.
+        let search = &paths["/search"]["get"];
+        let names: Vec<&str> = search["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["page", "q"]);
+        let text = serde_json::to_string(doc).unwrap();
+        assert!(!text.contains("Zq9SecretValue"));
+        assert!(!text.contains("dXNlcjpwYXNz"));
+
+        // operationIds unique, and the same bytes on a second export.
+        let mut ids = HashSet::new();
+        for item in paths.values() {
+            for (_, m) in OPERATIONS {
+                if let Some(id) = item[m]["operationId"].as_str() {
+                    assert!(ids.insert(id.to_string()), "{id}");
+                }
+            }
+        }
+        assert_eq!(documents(&inv), docs);
+    }
+
+    #[test]
+    fn write_puts_one_file_per_host_and_an_empty_document_when_nothing_was_seen() {
+        let dir = std::env::temp_dir().join(format!("apitap-oa-write-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = Inventory::new(InventoryConfig::default());
+        let f = dir.join("none.json");
+        write(&empty, &f).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(v["paths"], json!({}));
+        // A directory with no host gets no file.
+        let d = dir.join("d/");
+        write(&empty, &d).unwrap();
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        let inv = inventory(&[("GET", "/a", &[], 200)]);
+        write(&inv, &d).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["api.example.openapi.json"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

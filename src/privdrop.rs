@@ -49,7 +49,15 @@ fn lookup(user: &str) -> Result<(libc::uid_t, libc::gid_t), PrivError> {
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; buf outlives the use of pwd's strings (we
     // read only the numeric ids).
-    let r = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let r = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
     if r == 0 && !out.is_null() {
         return Ok((pwd.pw_uid, pwd.pw_gid));
     }
@@ -64,7 +72,10 @@ pub fn drop_to(user: &str) -> Result<(), PrivError> {
     let (uid, gid) = lookup(user)?;
     // SAFETY: plain syscalls on the calling process's credentials.
     unsafe {
-        check("prctl(PR_SET_KEEPCAPS, 0)", libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))?;
+        check(
+            "prctl(PR_SET_KEEPCAPS, 0)",
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0),
+        )?;
         if libc::geteuid() == 0 {
             check("setgroups", libc::setgroups(1, &gid))?;
         }

@@ -335,6 +335,9 @@ mod tests {
             b.header("Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc")
         );
         let q = a.query("api_key=abc123secret&page=1");
-        assert!(q.starts_with("api_key=sha256:") && q.ends_with("&page=1"), "{q}");
+        assert!(
+            q.starts_with("api_key=sha256:") && q.ends_with("&page=1"),
+            "{q}"
+        );
     }
 }

@@ -1,14 +1,14 @@
 //! Drivers: read a source, push frames through decoding, the flow table and the engine, and
 //! summarise the run.
 use crate::engine::{Engine, EngineConfig, EngineStats};
+use crate::fanout::SinkThread;
 use crate::infer::template::Templater;
 use crate::inventory::Inventory;
-use crate::fanout::SinkThread;
 use crate::sink::{Sink, SinkError};
 use apitap_capture::decode::{DecodeStats, Decoder, TcpSegment};
-use apitap_capture::tunnel::Tunnel;
 use apitap_capture::flow::{FlowConfig, FlowKey, FlowStats, FlowTable};
 use apitap_capture::source::{CaptureDrops, Event, PacketSource};
+use apitap_capture::tunnel::Tunnel;
 use apitap_parsers::ParserStats;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
@@ -701,7 +701,10 @@ impl Summary {
                 "bodies",
                 format!(
                     "{} decoded · {} decode errors · {} bomb-capped · {} truncated JSON",
-                    i.bodies.decoded, i.bodies.decode_errors, i.bodies.bomb_capped, i.bodies.truncated_json
+                    i.bodies.decoded,
+                    i.bodies.decode_errors,
+                    i.bodies.bomb_capped,
+                    i.bodies.truncated_json
                 ),
             );
         }

@@ -203,8 +203,10 @@ fn live_capture_on_loopback_sees_real_exchanges() {
     let lines = std::fs::read_to_string(&out).unwrap();
     let got: Vec<(String, u64)> = lines
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        // Inventory events (endpoint_discovered …) share the output.
+        .filter(|v| v["type"] == "http_exchange")
+        .map(|v| {
             let mut t = v["request"]["path"].as_str().unwrap().to_string();
             if let Some(q) = v["request"]["query"].as_str() {
                 t = format!("{t}?{q}");

@@ -175,7 +175,10 @@ fn every_planted_sensitive_type_is_reported_where_it_travels() {
         got.len(),
         exact_missing.len()
     );
-    assert!(missing.is_empty(), "planted types not reported: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "planted types not reported: {missing:?}"
+    );
     assert!(
         extra.len() <= want.len() / 20,
         "too many false positives: {extra:?}"
@@ -220,7 +223,10 @@ fn assert_no_planted_value(run: &Run) {
         // JSON escapes '/' nowhere but may escape nothing else we plant; also check the
         // percent-encoded form that travels in URLs.
         for v in &planted {
-            let enc = v.replace('@', "%40").replace('+', "%2B").replace(' ', "%20");
+            let enc = v
+                .replace('@', "%40")
+                .replace('+', "%2B")
+                .replace(' ', "%20");
             if text.contains(v.as_str()) || text.contains(&enc) {
                 leaks.push(format!("{} in {}", v, f.display()));
             }
@@ -261,7 +267,10 @@ fn redaction_off_really_shows_values() {
         .filter_map(|v| v.as_str())
         .filter(|v| events.contains(v))
         .count();
-    assert!(shown > 10, "only {shown} planted values visible with redaction off");
+    assert!(
+        shown > 10,
+        "only {shown} planted values visible with redaction off"
+    );
 }
 
 #[test]
@@ -287,7 +296,11 @@ fn observations_carry_endpoint_auth_and_sensitive() {
     }
     let t = truth();
     let exchanges = t["exchanges"]["count"].as_u64().unwrap();
-    assert_eq!(kinds.get("http_exchange").copied(), Some(exchanges), "{kinds:?}");
+    assert_eq!(
+        kinds.get("http_exchange").copied(),
+        Some(exchanges),
+        "{kinds:?}"
+    );
     assert_eq!(with_endpoint, exchanges);
     assert!(bearer > exchanges / 2, "bearer {bearer} of {exchanges}");
     let discovered = kinds.get("endpoint_discovered").copied().unwrap_or(0);

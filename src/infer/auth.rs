@@ -186,9 +186,10 @@ pub fn detect(headers: &[(String, String)], query: Option<&str>) -> AuthInfo {
     AuthInfo::none()
 }
 
-/// Decodes a JWT only when it looks like one: keeps the common opaque-key case cheap.
+/// Decodes a JWT only when it looks like one: keeps the common opaque-key case cheap. A JOSE
+/// header is a JSON object, so its base64url starts with `e` (`{` → `ey…`, `{\n` → `ew…`).
 fn jwt_of(v: &str) -> Option<JwtInfo> {
-    if v.starts_with("ey") {
+    if v.starts_with('e') {
         decode_jwt(v)
     } else {
         None
@@ -225,7 +226,7 @@ fn authorization(v: &str) -> AuthInfo {
     let at = |kind, jwt| AuthInfo::new(kind, "authorization", "header", jwt);
     if scheme.is_empty() {
         // A bare credential (`Authorization: <token>`).
-        return match decode_jwt(cred) {
+        return match jwt_of(cred) {
             Some(j) => at(AuthKind::Bearer, Some(j)),
             None => at(AuthKind::ApiKey, None),
         };
@@ -234,7 +235,7 @@ fn authorization(v: &str) -> AuthInfo {
     if is("basic") {
         at(AuthKind::Basic, None)
     } else if is("bearer") || is("dpop") || is("jwt") {
-        at(AuthKind::Bearer, decode_jwt(cred))
+        at(AuthKind::Bearer, jwt_of(cred))
     } else if is("digest") {
         at(AuthKind::Digest, None)
     } else if KEY_SCHEMES.iter().any(|k| is(k)) {

@@ -31,6 +31,7 @@ pub const SECTIONS: &[&str] = &[
     "kafka",
     "metrics",
     "log",
+    "findings",
 ];
 
 /// Everything the sensor can be told.
@@ -59,6 +60,22 @@ pub struct Config {
     pub metrics: Metrics,
     /// Logging.
     pub log: Log,
+    /// Risk findings.
+    pub findings: FindingsSection,
+}
+
+/// `[findings]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FindingsSection {
+    /// Policy file (rules on/off, severities, exceptions, custom rules).
+    pub policy: Option<PathBuf>,
+    /// Ownership map (host and path globs → team, contact, tier).
+    pub owners: Option<PathBuf>,
+    /// Declared OpenAPI specs (JSON or YAML) for shadow/zombie detection.
+    pub specs: Vec<PathBuf>,
+    /// Event format: `native`, `ocsf` or `ecs`.
+    pub format: crate::formats::Format,
 }
 
 /// `[capture]`.
@@ -444,6 +461,8 @@ mod tests {
         all.outputs.inventory = Some("x".into());
         all.outputs.openapi = Some("x".into());
         all.metrics.listen = "0.0.0.0:9464".parse().ok();
+        all.findings.policy = Some("x".into());
+        all.findings.owners = Some("x".into());
         let v = Value::try_from(&all).expect("serialises");
         let mut ks = Vec::new();
         keys("", &v, &mut ks);

@@ -33,6 +33,10 @@ pub struct EngineConfig {
     pub inventory: InventoryConfig,
     /// Live capture: measure capture-to-emission latency against the wall clock.
     pub live: bool,
+    /// Risk findings (policy, owners, specs); each engine works on its own fork.
+    pub findings: Option<std::sync::Arc<crate::findings::Findings>>,
+    /// Event format: native, OCSF or ECS.
+    pub format: crate::formats::Format,
 }
 
 /// Upper bounds of the processing-latency buckets, ms (Prometheus `le`).
@@ -57,6 +61,8 @@ pub struct EngineStats {
     pub sink_errors: u64,
     /// Inventory events emitted.
     pub inventory_events: u64,
+    /// Finding events emitted.
+    pub finding_events: u64,
     /// Live capture: exchanges by capture-to-emission delay ([`LATENCY_BUCKETS_MS`], then +Inf).
     pub processing_latency: [u64; 11],
     /// Sum of those delays, µs.
@@ -76,6 +82,7 @@ impl EngineStats {
         self.events_written += o.events_written;
         self.sink_errors += o.sink_errors;
         self.inventory_events += o.inventory_events;
+        self.finding_events += o.finding_events;
         for (a, b) in self.processing_latency.iter_mut().zip(o.processing_latency) {
             *a += b;
         }
@@ -106,6 +113,9 @@ pub struct Engine {
     pub inventory: Inventory,
     server: String,
     announced: crate::run::Announced,
+    /// This engine's findings (absent when inference is off).
+    pub findings: Option<crate::findings::Findings>,
+    converted: Vec<u8>,
 }
 
 fn dir(d: Direction) -> apitap_parsers::Direction {
@@ -124,6 +134,12 @@ impl Engine {
             inventory: Inventory::new(cfg.inventory),
             server: String::new(),
             announced: crate::run::Announced::new(),
+            findings: cfg
+                .findings
+                .as_ref()
+                .filter(|_| cfg.inspect.is_some())
+                .map(|f| f.fork()),
+            converted: Vec::new(),
             cfg,
             sinks,
             scratch: Vec::new(),
@@ -206,6 +222,28 @@ impl Engine {
                         }
                     }
                 }
+                if let Some(f) = &mut self.findings {
+                    let key = crate::inventory::EndpointKey {
+                        host: ins.host.clone(),
+                        method: ex.request.method.clone(),
+                        template: ins.template.clone(),
+                    };
+                    for ev in f.observe(&ex, &ins, &key, flow.server) {
+                        // One announcement per (endpoint, rule) across workers.
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        "finding".hash(&mut h);
+                        ev.get("id").map(|v| v.to_string()).hash(&mut h);
+                        if !self.announced.first(h.finish()) {
+                            continue;
+                        }
+                        self.json.clear();
+                        if serde_json::to_writer(&mut self.json, &ev).is_ok() {
+                            self.stats.finding_events += 1;
+                            self.write(EventKind::Finding);
+                        }
+                    }
+                }
             }
         }
         self.scratch = exchanges;
@@ -245,10 +283,21 @@ impl Engine {
 
     /// Writes the event in `self.json` under `self.key` to every sink.
     fn write(&mut self, kind: EventKind) {
+        let json: &[u8] = if self.cfg.format == crate::formats::Format::Native {
+            &self.json
+        } else {
+            self.converted.clear();
+            if crate::formats::convert_bytes(self.cfg.format, &self.json, &mut self.converted)
+                .is_err()
+            {
+                return;
+            }
+            &self.converted
+        };
         let ev = Event {
             kind,
             key: &self.key,
-            json: &self.json,
+            json,
         };
         let mut ok = true;
         for s in &mut self.sinks {

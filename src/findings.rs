@@ -1026,8 +1026,12 @@ impl Findings {
                     ev.add("params", n);
                 }
             }
+            // A presigned URL (`X-Amz-Signature` …) carries its one-off credential in the
+            // query by design, key id included.
+            let presigned = auth.kind == AuthKind::Other && auth.location == Some("query");
             for f in &ins.sensitive {
                 if f.location == Location::RequestQuery
+                    && !presigned
                     && matches!(
                         f.kind,
                         SensitiveType::ApiKey
@@ -1314,7 +1318,10 @@ impl Findings {
     /// Evaluates the endpoint-level rules (declared-spec drift) on the inventory; returns the
     /// events of findings new to this instance. Drift findings follow the inventory: their
     /// counts and times are the endpoint's, and findings the inventory no longer supports (an
-    /// operation now seen is no longer unused) are dropped.
+    /// operation now seen is no longer unused) are dropped. `unused_endpoint` is a property of
+    /// the whole observation window, so it is kept for [`Findings::all`] (the inventory file)
+    /// but never returned as an event: a live capture would announce every operation not yet
+    /// called at its first evaluation.
     pub fn evaluate_inventory(&mut self, inv: &Inventory) -> Vec<Value> {
         if self.specs.is_empty() {
             return Vec::new();
@@ -1406,7 +1413,7 @@ impl Findings {
                     self.stats.records += 1;
                     if suppressed {
                         self.stats.suppressed += 1;
-                    } else {
+                    } else if rule != Rule::UnusedEndpoint {
                         new.push((key.clone(), rule));
                     }
                     entry.records.push(Record {
@@ -2070,6 +2077,20 @@ mod tests {
             "{}",
         );
         assert!(rules_of(&ex).is_empty());
+        // A presigned URL signs one request; its signature is not a reusable credential.
+        let ex = exchange(
+            "GET",
+            "/bucket/report.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
+            &[],
+            200,
+            &SAFE,
+            "{}",
+        );
+        let got = rules_of(&ex);
+        assert!(
+            !got.contains(&"credentials_in_query".to_string()),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -61,6 +61,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Policy file helpers.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Compare an inventory with declared OpenAPI specs; exit 1 on drift (a CI gate).
+    ///
+    /// Example: apitap diff --spec openapi.yaml --inventory inventory.json
+    Diff {
+        /// Declared spec (JSON or YAML), repeatable.
+        #[arg(long = "spec", required = true, value_name = "FILE")]
+        specs: Vec<PathBuf>,
+        /// Inventory written by --inventory.
+        #[arg(long, value_name = "FILE")]
+        inventory: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy file; errors name their key path; exit 1 on errors.
+    Check {
+        /// The file (TOML or YAML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +198,20 @@ struct Common {
     /// Log level or tracing filter (default info). [log.level]
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Policy file for findings (see docs/findings.md). [findings.policy]
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Ownership map (host/path globs → team). [findings.owners]
+    #[arg(long, value_name = "FILE")]
+    owners: Option<PathBuf>,
+    /// Declared OpenAPI spec (JSON/YAML), repeatable: shadow and zombie endpoints.
+    /// [findings.specs]
+    #[arg(long = "spec", value_name = "FILE")]
+    specs: Vec<PathBuf>,
+    /// Event format: native, ocsf (OCSF HTTP Activity / Detection Finding) or ecs.
+    /// [findings.format]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<apitap::formats::Format>,
     /// Do not print the summary (or progress) to stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -271,6 +313,23 @@ impl Common {
         if let Some(v) = &self.log_level {
             l.set("log.level", v.as_str());
         }
+        if let Some(v) = &self.policy {
+            l.set("findings.policy", path_str(v));
+        }
+        if let Some(v) = &self.owners {
+            l.set("findings.owners", path_str(v));
+        }
+        if !self.specs.is_empty() {
+            let v: Vec<toml::Value> = self
+                .specs
+                .iter()
+                .map(|p| toml::Value::String(path_str(p)))
+                .collect();
+            l.set("findings.specs", v);
+        }
+        if let Some(v) = self.format {
+            l.set("findings.format", v.as_str());
+        }
         // Kafka flags have defaults of their own: only those given on the command line
         // override the file.
         if let Some(m) = matches {
@@ -342,6 +401,8 @@ impl Run {
                 ..InventoryConfig::default()
             },
             live,
+            findings: Some(Arc::new(self.findings()?)),
+            format: c.findings.format,
         };
         let flows = FlowConfig {
             max_flows: c.flows.max_flows.max(1),
@@ -358,6 +419,27 @@ impl Run {
             ..PipelineConfig::default()
         };
         Ok(Pipeline::new(cfg, engine, sinks))
+    }
+
+    /// The findings engine: policy, owners and specs from their files.
+    fn findings(&self) -> Result<apitap::findings::Findings> {
+        let f = &self.cfg.findings;
+        let policy = match &f.policy {
+            Some(p) => apitap::policy::Policy::load(p)
+                .with_context(|| format!("policy {}", p.display()))?,
+            None => apitap::policy::Policy::default(),
+        };
+        let owners = match &f.owners {
+            Some(p) => apitap::owners::Owners::load(p)
+                .with_context(|| format!("owners {}", p.display()))?,
+            None => apitap::owners::Owners::default(),
+        };
+        let specs = f
+            .specs
+            .iter()
+            .map(|p| apitap::spec::Spec::load(p).with_context(|| format!("spec {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(apitap::findings::Findings::new(policy, owners, specs))
     }
 
     /// Writes the inventory and OpenAPI files, when asked for.
@@ -491,6 +573,45 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                 Ok(())
             }
         },
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { file },
+        } => match apitap::policy::check(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                Ok(())
+            }
+            Err(issues) => {
+                for i in &issues {
+                    eprintln!("{}: {i}", file.display());
+                }
+                bail!("{} problem(s) in {}", issues.len(), file.display());
+            }
+        },
+        Cmd::Diff {
+            specs,
+            inventory,
+            json,
+        } => {
+            let report = apitap::spec::diff(&specs, &inventory)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                println!(
+                    "{} observed endpoints, {} declared operations, {} matched, {} drift items",
+                    report.observed,
+                    report.declared,
+                    report.matched,
+                    report.items.len()
+                );
+                for d in &report.items {
+                    println!("  {}", serde_json::to_string(d).unwrap_or_default());
+                }
+            }
+            if report.has_drift() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Replay { files, common } => {
             let r = Run {
                 cfg: common.config(None, sub)?,

@@ -2,7 +2,7 @@
 //! while a real client and server talk.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -229,4 +229,58 @@ fn live_capture_on_loopback_sees_real_exchanges() {
         rest.contains("capture drops"),
         "summary reports kernel drops: {rest}"
     );
+}
+
+#[test]
+fn privilege_drop_leaves_no_capabilities() {
+    // Needs root to have something to drop.
+    if !is_root() || !Path::new("/proc/self/status").exists() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .arg("replay")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/grpc.pcap"))
+        .args(["--user", "nobody", "-q", "-o", "jsonl:/dev/null"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The binary reads its own /proc/self/status after the switch and refuses to go on if a
+    // capability set is not empty, so success means: uid nobody, CapEff/CapPrm/CapAmb all 0.
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("dropped privileges"), "{err}");
+}
+
+#[test]
+fn config_example_round_trips_and_bad_keys_are_named() {
+    let bin = env!("CARGO_BIN_EXE_apitap");
+    let ex = Command::new(bin)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert!(ex.status.success());
+    let dir = std::env::temp_dir().join(format!("apitap-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, &ex.stdout).unwrap();
+    let ok = Command::new(bin)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[kafka]\nmessage_timeout_ms = \"soon\"\n").unwrap();
+    let out = Command::new(bin)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kafka.message_timeout_ms"), "{err}");
 }

@@ -354,6 +354,7 @@ impl FlowHandler for Engine {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         flow.server.hash(&mut h);
         flow.vlan.hash(&mut h);
+        flow.tunnel.map(|t| t.scope).hash(&mut h);
         HttpSession::new(self.cfg.parser, flow.handshake_seen, h.finish())
     }
 

@@ -100,6 +100,8 @@ pub struct Observation<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     vlan: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<apitap_capture::tunnel::Tunnel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     stream_id: Option<u32>,
     request: RequestObs<'a>,
     response: Option<ResponseObs<'a>>,
@@ -201,6 +203,7 @@ impl<'a> Observation<'a> {
             client: flow.client.into(),
             server: flow.server.into(),
             vlan: flow.vlan,
+            tunnel: flow.tunnel,
             stream_id: ex.stream_id,
             request: RequestObs {
                 method: &req.method,

@@ -130,7 +130,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig, sinks: Vec<Box<dyn Sink>>) -> Self {
         Engine {
             redactor: Redactor::new(cfg.redaction, &cfg.salt),
-            inspector: cfg.inspect.map(Inspector::new),
+            inspector: cfg.inspect.clone().map(Inspector::new),
             inventory: Inventory::new(cfg.inventory),
             server: String::new(),
             announced: crate::run::Announced::new(),
@@ -203,13 +203,9 @@ impl Engine {
                         self.inventory.compact(&i.templater);
                     }
                 }
-                let mut ch = self.inventory.record(&ex, &self.server, &ins);
+                let key = crate::inventory::EndpointKey::of(&ex, &ins);
+                let mut ch = self.inventory.record_under(&key, &ex, &self.server, &ins);
                 if ch.any() {
-                    let key = crate::inventory::EndpointKey {
-                        host: ins.host.clone(),
-                        method: ex.request.method.clone(),
-                        template: ins.template.clone(),
-                    };
                     self.first_announcements(&key, &mut ch);
                     if let Some(e) = self.inventory.get(&key) {
                         let evs = crate::inventory::events(&key, e, &ch, ex.request.ts_us);
@@ -223,11 +219,6 @@ impl Engine {
                     }
                 }
                 if let Some(f) = &mut self.findings {
-                    let key = crate::inventory::EndpointKey {
-                        host: ins.host.clone(),
-                        method: ex.request.method.clone(),
-                        template: ins.template.clone(),
-                    };
                     for ev in f.observe(&ex, &ins, &key, flow.server) {
                         // One announcement per (endpoint, rule) across workers.
                         use std::hash::{Hash, Hasher};

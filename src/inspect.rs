@@ -75,70 +75,22 @@ impl Insights {
 }
 
 /// Inspection settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct InspectConfig {
     /// Templating limits.
-    pub templates: TemplateConfigCopy,
+    pub templates: TemplateConfig,
     /// Body decoding and walking limits.
-    pub body: BodyLimitsCopy,
+    pub body: BodyLimits,
     /// Whether bodies are decoded and walked at all.
     pub bodies: bool,
 }
 
-/// [`TemplateConfig`] fields, kept `Copy` so the engine configuration stays `Copy`.
-#[derive(Clone, Copy, Debug)]
-pub struct TemplateConfigCopy {
-    /// Hosts learnt.
-    pub max_hosts: usize,
-    /// Trie nodes per host.
-    pub max_nodes_per_host: usize,
-    /// Distinct values at a position before it becomes a parameter.
-    pub param_threshold: usize,
-}
-
-/// [`BodyLimits`] fields, kept `Copy`.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyLimitsCopy {
-    /// Decoded bytes inspected per body.
-    pub max_decoded: usize,
-    /// Largest decompression ratio accepted.
-    pub max_ratio: u32,
-}
-
 impl Default for InspectConfig {
     fn default() -> Self {
-        let t = TemplateConfig::default();
-        let b = BodyLimits::default();
         InspectConfig {
-            templates: TemplateConfigCopy {
-                max_hosts: t.max_hosts,
-                max_nodes_per_host: t.max_nodes_per_host,
-                param_threshold: t.param_threshold,
-            },
-            body: BodyLimitsCopy {
-                max_decoded: b.max_decoded,
-                max_ratio: b.max_ratio,
-            },
+            templates: TemplateConfig::default(),
+            body: BodyLimits::default(),
             bodies: true,
-        }
-    }
-}
-
-impl InspectConfig {
-    fn template_config(&self) -> TemplateConfig {
-        TemplateConfig {
-            max_hosts: self.templates.max_hosts,
-            max_nodes_per_host: self.templates.max_nodes_per_host,
-            param_threshold: self.templates.param_threshold,
-            ..TemplateConfig::default()
-        }
-    }
-
-    fn body_limits(&self) -> BodyLimits {
-        BodyLimits {
-            max_decoded: self.body.max_decoded,
-            max_ratio: self.body.max_ratio,
-            ..BodyLimits::default()
         }
     }
 }
@@ -177,12 +129,10 @@ impl InspectStats {
 /// One worker's inspector: templates learnt so far plus scratch space.
 pub struct Inspector {
     cfg: InspectConfig,
-    limits: BodyLimits,
     /// The templates learnt.
     pub templater: Templater,
     /// Counters (templating counters are read from the templater on demand).
     pub stats: InspectStats,
-    path_buf: String,
 }
 
 /// The host as an inventory key: lower case, without the default ports; the server address
@@ -205,11 +155,9 @@ impl Inspector {
     /// An inspector with nothing learnt.
     pub fn new(cfg: InspectConfig) -> Self {
         Inspector {
+            templater: Templater::new(cfg.templates.clone()),
             cfg,
-            limits: cfg.body_limits(),
-            templater: Templater::new(cfg.template_config()),
             stats: InspectStats::default(),
-            path_buf: String::new(),
         }
     }
 
@@ -279,24 +227,19 @@ impl Inspector {
         ins
     }
 
-    fn path(&mut self, path: &str, ins: &mut Insights) {
+    fn path(&self, path: &str, ins: &mut Insights) {
         let template = std::mem::take(&mut ins.template);
         let mut tsegs = template.split('/').filter(|s| !s.is_empty());
         for (i, seg) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
             let tseg = tsegs.next();
             let seg = auth::percent_decode(seg);
             if let Some(t) = classify(None, &seg) {
-                self.path_buf.clear();
-                match tseg {
-                    Some(ts) if ts.starts_with('{') => self.path_buf.push_str(ts),
-                    _ => {
-                        use std::fmt::Write;
-                        let _ = write!(self.path_buf, "segment {}", i + 1);
-                    }
-                }
-                let field = std::mem::take(&mut self.path_buf);
+                // Rare (a finding), so the field name may allocate.
+                let field = match tseg {
+                    Some(ts) if ts.starts_with('{') => Cow::Borrowed(ts),
+                    _ => Cow::Owned(format!("segment {}", i + 1)),
+                };
                 ins.push(t, Location::RequestPath, &field);
-                self.path_buf = field;
             }
         }
         ins.template = template;
@@ -313,7 +256,7 @@ impl Inspector {
         if raw.is_empty() {
             return None;
         }
-        let decoded = body::decode_content(ce, raw, &self.limits, &mut self.stats.bodies);
+        let decoded = body::decode_content(ce, raw, &self.cfg.body, &mut self.stats.bodies);
         let kind = body::body_kind(ct, &decoded);
         match kind {
             BodyKind::Other => {
@@ -332,7 +275,7 @@ impl Inspector {
                 kind,
                 ct,
                 &decoded,
-                &self.limits,
+                &self.cfg.body,
                 &mut self.stats.bodies,
                 &mut |path, key, value| {
                     if let Some(t) = classify(key, value) {

@@ -80,9 +80,13 @@ pub struct EndpointKey {
 }
 
 impl EndpointKey {
-    /// The Kafka message key and log form: `host method template`.
-    pub fn as_key(&self) -> String {
-        format!("{} {} {}", self.host, self.method, self.template)
+    /// The endpoint `ex` hit, as inspection named it.
+    pub fn of(ex: &Exchange, ins: &Insights) -> Self {
+        EndpointKey {
+            host: ins.host.clone(),
+            method: ex.request.method.clone(),
+            template: ins.template.clone(),
+        }
     }
 }
 
@@ -181,13 +185,13 @@ fn insert_capped(set: &mut BTreeSet<String>, v: &str, cap: usize, dropped: &mut 
     set.insert(v.to_string());
 }
 
-fn count_capped(map: &mut BTreeMap<String, u64>, v: &str, cap: usize, dropped: &mut u64) {
+fn count_capped(map: &mut BTreeMap<String, u64>, v: &str, n: u64, cap: usize, dropped: &mut u64) {
     if let Some(c) = map.get_mut(v) {
-        *c += 1;
+        *c += n;
     } else if map.len() >= cap {
         *dropped += 1;
     } else {
-        map.insert(v.to_string(), 1);
+        map.insert(v.to_string(), n);
     }
 }
 
@@ -269,22 +273,10 @@ impl EndpointStats {
         self.grpc += o.grpc;
         let d = &mut stats.names_dropped;
         for (k, v) in &o.request_content_types {
-            if let Some(c) = self.request_content_types.get_mut(k) {
-                *c += v;
-            } else if self.request_content_types.len() < cfg.max_names {
-                self.request_content_types.insert(k.clone(), *v);
-            } else {
-                *d += 1;
-            }
+            count_capped(&mut self.request_content_types, k, *v, cfg.max_names, d);
         }
         for (k, v) in &o.response_content_types {
-            if let Some(c) = self.response_content_types.get_mut(k) {
-                *c += v;
-            } else if self.response_content_types.len() < cfg.max_names {
-                self.response_content_types.insert(k.clone(), *v);
-            } else {
-                *d += 1;
-            }
+            count_capped(&mut self.response_content_types, k, *v, cfg.max_names, d);
         }
         for n in &o.query_params {
             insert_capped(&mut self.query_params, n, cfg.max_names, d);
@@ -362,6 +354,7 @@ impl EndpointStats {
             count_capped(
                 &mut self.request_content_types,
                 &media_type(ct),
+                1,
                 cfg.max_names,
                 d,
             );
@@ -381,6 +374,7 @@ impl EndpointStats {
                     count_capped(
                         &mut self.response_content_types,
                         &media_type(ct),
+                        1,
                         cfg.max_names,
                         d,
                     );
@@ -593,13 +587,19 @@ impl Inventory {
 
     /// Records one exchange under the endpoint its insights name.
     pub fn record(&mut self, ex: &Exchange, server: &str, ins: &Insights) -> Changes {
-        let key = EndpointKey {
-            host: ins.host.clone(),
-            method: ex.request.method.clone(),
-            template: ins.template.clone(),
-        };
+        self.record_under(&EndpointKey::of(ex, ins), ex, server, ins)
+    }
+
+    /// [`Inventory::record`] under a key the caller already built (and uses again).
+    pub fn record_under(
+        &mut self,
+        key: &EndpointKey,
+        ex: &Exchange,
+        server: &str,
+        ins: &Insights,
+    ) -> Changes {
         let mut discovered = false;
-        if !self.endpoints.contains_key(&key) {
+        if !self.endpoints.contains_key(key) {
             if self.endpoints.len() >= self.cfg.max_endpoints {
                 self.stats.endpoints_dropped += 1;
                 return Changes::default();
@@ -610,7 +610,7 @@ impl Inventory {
             self.endpoints
                 .insert(key.clone(), EndpointStats::new(ex.request.ts_us, path));
         }
-        let Some(e) = self.endpoints.get_mut(&key) else {
+        let Some(e) = self.endpoints.get_mut(key) else {
             return Changes::default();
         };
         let mut ch = e.record(ex, server, ins, &self.cfg, &mut self.stats);

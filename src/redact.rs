@@ -154,41 +154,18 @@ impl Redactor {
         if self.mode == Redaction::Off {
             return Cow::Borrowed(q);
         }
-        let mut out: Option<String> = None;
-        for (i, kv) in q.split('&').enumerate() {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let repl: Option<Cow<'_, str>> = if !v.is_empty() && secret_name(k) {
-                Some(Cow::Owned(self.secret(v)))
-            } else if v.is_empty() {
-                None
-            } else {
-                let dk = crate::infer::auth::percent_decode(k);
-                let dv = crate::infer::auth::percent_decode(v);
-                classify(Some(&dk), &dv).map(|t| Cow::Owned(self.value(t, &dv).into_owned()))
-            };
-            if repl.is_some() && out.is_none() {
-                // First replacement: copy what came before it.
-                let before: Vec<&str> = q.split('&').take(i).collect();
-                let mut s = before.join("&");
-                if i > 0 {
-                    s.push('&');
-                }
-                out = Some(s);
-            } else if let Some(o) = &mut out {
-                o.push('&');
+        self.rewrite(q, '&', |kv| {
+            let (k, v) = kv.split_once('=')?;
+            if v.is_empty() {
+                return None;
             }
-            if let Some(o) = &mut out {
-                match repl {
-                    Some(r) => {
-                        o.push_str(k);
-                        o.push('=');
-                        o.push_str(&r);
-                    }
-                    None => o.push_str(kv),
-                }
+            if secret_name(k) {
+                return Some(format!("{k}={}", self.secret(v)));
             }
-        }
-        out.map_or(Cow::Borrowed(q), Cow::Owned)
+            let dk = crate::infer::auth::percent_decode(k);
+            let dv = crate::infer::auth::percent_decode(v);
+            classify(Some(&dk), &dv).map(|t| format!("{k}={}", self.value(t, &dv)))
+        })
     }
 
     /// The path as it may leave the sensor: segments that hold sensitive values replaced.
@@ -196,26 +173,42 @@ impl Redactor {
         if self.mode == Redaction::Off {
             return Cow::Borrowed(path);
         }
-        let hit = |seg: &str| {
+        self.rewrite(path, '/', |seg| {
             if seg.is_empty() {
                 return None;
             }
-            classify(None, &crate::infer::auth::percent_decode(seg))
-        };
-        if !path.split('/').any(|s| hit(s).is_some()) {
-            return Cow::Borrowed(path);
+            let seg = crate::infer::auth::percent_decode(seg);
+            classify(None, &seg).map(|t| self.value(t, &seg).into_owned())
+        })
+    }
+
+    /// `s` with the `sep`-separated parts that `repl` rewrites replaced; borrowed (no
+    /// allocation) when no part needs it, which is the common case. Each part is looked at once.
+    fn rewrite<'a>(
+        &self,
+        s: &'a str,
+        sep: char,
+        mut repl: impl FnMut(&str) -> Option<String>,
+    ) -> Cow<'a, str> {
+        let mut out: Option<String> = None;
+        let mut start = 0;
+        for part in s.split(sep) {
+            let r = repl(part);
+            match (&mut out, r) {
+                (None, Some(r)) => {
+                    let mut o = s[..start].to_string();
+                    o.push_str(&r);
+                    out = Some(o);
+                }
+                (Some(o), r) => {
+                    o.push(sep);
+                    o.push_str(r.as_deref().unwrap_or(part));
+                }
+                (None, None) => {}
+            }
+            start += part.len() + sep.len_utf8();
         }
-        let parts: Vec<Cow<'_, str>> = path
-            .split('/')
-            .map(|seg| match hit(seg) {
-                Some(t) => Cow::Owned(
-                    self.value(t, &crate::infer::auth::percent_decode(seg))
-                        .into_owned(),
-                ),
-                None => Cow::Borrowed(seg),
-            })
-            .collect();
-        Cow::Owned(parts.join("/"))
+        out.map_or(Cow::Borrowed(s), Cow::Owned)
     }
 
     fn mask_header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {

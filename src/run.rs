@@ -225,14 +225,7 @@ impl Pipeline {
     /// The inventory so far, every record re-templated under what all workers have learnt.
     pub fn inventory(&mut self) -> Inventory {
         match &mut self.mode {
-            Mode::Inline(t) => {
-                let h = &t.handler;
-                let mut out = Inventory::new(h.inventory_config());
-                if let Some(i) = &h.inspector {
-                    out.merge_from(&h.inventory, &i.templater);
-                }
-                out
-            }
+            Mode::Inline(t) => inventory_of(t),
             Mode::Threads(w) => w.inventory(),
         }
     }
@@ -337,15 +330,24 @@ type Published = Arc<Mutex<Summary>>;
 /// A worker's inventory shard and what it learnt about templates.
 type Shard = (Inventory, Option<Templater>);
 
-fn shard_of(table: &FlowTable<Engine>) -> Shard {
+/// A table's inventory, re-templated under what its engine learnt.
+fn inventory_of(table: &FlowTable<Engine>) -> Inventory {
     let h = &table.handler;
     let mut inv = Inventory::new(h.inventory_config());
     if let Some(i) = &h.inspector {
-        // Re-templated under this worker's learning; the caller re-templates again under
-        // everyone's.
         inv.merge_from(&h.inventory, &i.templater);
     }
-    (inv, h.inspector.as_ref().map(|i| i.templater.clone()))
+    inv
+}
+
+/// A worker's shard; the caller re-templates it again under every worker's learning.
+fn shard_of(table: &FlowTable<Engine>) -> Shard {
+    let t = table
+        .handler
+        .inspector
+        .as_ref()
+        .map(|i| i.templater.clone());
+    (inventory_of(table), t)
 }
 
 struct Workers {

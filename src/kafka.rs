@@ -863,6 +863,9 @@ pub struct KafkaSink {
     headers: [OwnedHeaders; 3],
     shared: Arc<Shared>,
     drop_log: RateLog,
+    /// `dropped` as of the last drop report, and why the last event was dropped.
+    drops_logged: u64,
+    drop_why: &'static str,
     block_log: RateLog,
     /// Set by SIGINT/SIGTERM: a blocked write gives up instead of holding the shutdown.
     stopping: Arc<AtomicBool>,
@@ -933,6 +936,8 @@ impl KafkaSink {
             headers,
             shared,
             drop_log: RateLog::default(),
+            drops_logged: 0,
+            drop_why: "producer queue full",
             block_log: RateLog::default(),
             stopping,
             signals,
@@ -945,15 +950,26 @@ impl KafkaSink {
         self.shared.is_ready()
     }
 
-    fn note_drop(&mut self, why: &str) {
-        let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.drop_log.hit().is_some() {
+    fn note_drop(&mut self, why: &'static str) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        self.drop_why = why;
+        self.log_drops();
+    }
+
+    /// One line per [`LOG_EVERY`] at most, also from the periodic flush so that the end of a
+    /// burst of drops is reported while it is news, not only at shutdown.
+    fn log_drops(&mut self) {
+        let n = self.shared.dropped.load(Ordering::Relaxed);
+        if n > self.drops_logged && self.drop_log.hit().is_some() {
             eprintln!(
-                "apitap: {}: {why}: {n} events dropped so far (queue bound \
-                 --kafka-queue-messages/--kafka-queue-mib, {} queued)",
+                "apitap: {}: {}: {} events dropped since the last report, {n} in all (queue \
+                 bound --kafka-queue-messages/--kafka-queue-mib; {} queued)",
                 self.r.name,
+                self.drop_why,
+                n - self.drops_logged,
                 self.producer.in_flight_count()
             );
+            self.drops_logged = n;
         }
     }
 }
@@ -1036,9 +1052,11 @@ impl Sink for KafkaSink {
         }
     }
 
-    /// Nothing to push: librdkafka sends on its own (`linger.ms`) and this is called on every
-    /// pipeline tick, which must not wait for the broker. See [`Sink::close`].
+    /// Nothing to push: librdkafka sends on its own (`linger.ms`), and this runs on every
+    /// pipeline tick, which must not wait for the broker (see [`Sink::close`]). Reports drops
+    /// that were not reported yet.
     fn flush(&mut self) -> Result<(), SinkError> {
+        self.log_drops();
         Ok(())
     }
 

@@ -230,7 +230,13 @@ impl Conn {
 
     /// The client sends `data`, cut into [`MSS`]-sized segments.
     pub fn client(&mut self, p: &mut Pcap, data: &[u8]) -> io::Result<()> {
-        for c in data.chunks(MSS) {
+        self.client_segments(p, data, MSS)
+    }
+
+    /// The client sends `data` in segments of up to `mss` bytes (large ones are what a capture
+    /// taken on a host with segmentation offload shows).
+    pub fn client_segments(&mut self, p: &mut Pcap, data: &[u8], mss: usize) -> io::Result<()> {
+        for c in data.chunks(mss) {
             p.tcp(self.client, self.server, self.cseq, self.sseq, ACK | PSH, c)?;
             self.cseq = self.cseq.wrapping_add(c.len() as u32);
         }

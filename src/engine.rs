@@ -335,6 +335,19 @@ impl Engine {
         }
         first.map_or(Ok(()), Err)
     }
+
+    /// Ends the run for every sink: waits (boundedly) for remote destinations and reports
+    /// what could not be delivered; returns the first failure.
+    pub fn close(&mut self) -> Result<(), crate::sink::SinkError> {
+        let mut first = None;
+        for s in &mut self.sinks {
+            if let Err(e) = s.close() {
+                self.stats.sink_errors += 1;
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 impl FlowHandler for Engine {

@@ -123,9 +123,11 @@ impl SinkThread {
                         }
                     }
                 }
+                // close, not flush: a remote sink drains (boundedly) and reports what it could
+                // not deliver, which must fail the run rather than vanish in a destructor.
                 let mut first = None;
                 for s in &mut sinks {
-                    if let Err(e) = s.flush() {
+                    if let Err(e) = s.close() {
                         errs.fetch_add(1, Ordering::Relaxed);
                         first.get_or_insert(e);
                     }

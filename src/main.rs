@@ -628,7 +628,8 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             let shared = r.metrics()?;
             r.drop_privileges()?;
             shared.capture_open.store(true, Ordering::Relaxed);
-            shared.sinks_ready.store(true, Ordering::Relaxed);
+            shared.set_probes(p.probes());
+            shared.publish(p.summary());
             let stop = stop_flag()?;
             let progress = !r.quiet && std::io::stderr().is_terminal();
             let mut last = Instant::now();
@@ -647,6 +648,8 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                         s.engine.exchanges
                     );
                 }
+                shared.set_probes(p.probes());
+            shared.publish(p.summary());
                 shared.publish(s);
             })?;
             if progress {
@@ -694,7 +697,8 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             let shared = r.metrics()?;
             r.drop_privileges()?;
             shared.capture_open.store(true, Ordering::Relaxed);
-            shared.sinks_ready.store(true, Ordering::Relaxed);
+            shared.set_probes(p.probes());
+            shared.publish(p.summary());
             if !r.quiet {
                 eprintln!("apitap: capturing on {what}; SIGINT or SIGTERM stops");
             }
@@ -707,6 +711,8 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                 let _ = p.flush();
                 if last_publish.elapsed() >= Duration::from_secs(1) {
                     last_publish = Instant::now();
+                    shared.set_probes(p.probes());
+            shared.publish(p.summary());
                     shared.publish(p.summary());
                 }
                 if last_inventory.elapsed() >= interval {

@@ -3,16 +3,17 @@
 //! Owns `--metrics-listen`. A small HTTP/1.1 server (RFC 9112; one request per connection,
 //! `Connection: close`) on its own thread with a single-threaded tokio runtime, so it never
 //! competes with the capture and worker threads for more than a sliver of one core. It reads a
-//! [`Summary`] that the capture thread publishes about once a second; it never touches the
-//! pipeline itself.
+//! [`Summary`] that the capture thread publishes about once a second, and the outputs' delivery
+//! probes (atomic counters) live; it never touches the pipeline itself.
 //!
 //! - `GET /metrics` — Prometheus text exposition format 0.0.4.
 //! - `GET /healthz` — 200 while the process runs its loop (the capture thread published within
 //!   the last 30 s), else 503.
 //! - `GET /readyz` — 200 once the capture is open and every sink is ready (a Kafka sink that
-//!   has not reached its broker is not), else 503 with the reason.
+//!   has not reached its broker, or lost every broker, is not), else 503 with the reason.
 //! - `GET /status` — the summary as JSON, plus "why don't I see my API" hints.
 use crate::run::Summary;
+use crate::sink::SinkProbe;
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -27,8 +28,10 @@ pub struct Shared {
     summary: Mutex<Option<(Summary, Instant)>>,
     /// The capture source is open and being read.
     pub capture_open: AtomicBool,
-    /// Every sink is ready to deliver.
-    pub sinks_ready: AtomicBool,
+    /// The delivery counters of the asynchronous outputs, read live: readiness and queue
+    /// state must not wait for the capture loop to publish (a stalled input is when they
+    /// matter).
+    probes: Mutex<Vec<Arc<dyn SinkProbe>>>,
 }
 
 impl Shared {
@@ -44,8 +47,30 @@ impl Shared {
         }
     }
 
+    /// The outputs whose readiness and counters are read live.
+    pub fn set_probes(&self, probes: Vec<Arc<dyn SinkProbe>>) {
+        if let Ok(mut g) = self.probes.lock() {
+            *g = probes;
+        }
+    }
+
+    /// Whether every output can deliver now.
+    pub fn sinks_ready(&self) -> bool {
+        self.probes
+            .lock()
+            .map(|g| g.iter().all(|p| p.is_ready()))
+            .unwrap_or(false)
+    }
+
+    /// The last published counters, with the outputs' counters as of now.
     fn snapshot(&self) -> Option<(Summary, Instant)> {
-        self.summary.lock().ok().and_then(|g| g.clone())
+        let mut snap = self.summary.lock().ok().and_then(|g| g.clone());
+        if let (Some((s, _)), Ok(p)) = (&mut snap, self.probes.lock()) {
+            if !p.is_empty() {
+                s.sinks = p.iter().map(|p| p.snapshot()).collect();
+            }
+        }
+        snap
     }
 }
 
@@ -141,7 +166,7 @@ fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
             Some((s, _)) => (
                 200,
                 "text/plain; version=0.0.4",
-                prometheus(s, shared.sinks_ready.load(Ordering::Relaxed)),
+                prometheus(s, shared.sinks_ready()),
             ),
             None => (503, "text/plain", "no counters yet\n".into()),
         },
@@ -156,7 +181,7 @@ fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
         },
         "/readyz" => {
             let cap = shared.capture_open.load(Ordering::Relaxed);
-            let sinks = shared.sinks_ready.load(Ordering::Relaxed);
+            let sinks = shared.sinks_ready();
             match (cap, sinks) {
                 (true, true) => (200, "text/plain", "ready\n".into()),
                 (false, _) => (503, "text/plain", "capture not open yet\n".into()),
@@ -175,8 +200,7 @@ fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
                     o.insert(
                         "ready".into(),
                         serde_json::json!(
-                            shared.capture_open.load(Ordering::Relaxed)
-                                && shared.sinks_ready.load(Ordering::Relaxed)
+                            shared.capture_open.load(Ordering::Relaxed) && shared.sinks_ready()
                         ),
                     );
                 }
@@ -214,6 +238,10 @@ impl Prom {
             }
         }
     }
+}
+
+fn label_refs(v: &[(String, f64)]) -> Vec<(&str, f64)> {
+    v.iter().map(|(l, n)| (l.as_str(), *n)).collect()
 }
 
 /// The summary in Prometheus text format.
@@ -357,6 +385,45 @@ pub fn prometheus(s: &Summary, sinks_ready: bool) -> String {
         "1 when every output can deliver.",
         &[("", if sinks_ready { 1.0 } else { 0.0 })],
     );
+    if !s.sinks.is_empty() {
+        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut events = Vec::new();
+        let mut retries = Vec::new();
+        let mut queued = Vec::new();
+        for k in &s.sinks {
+            let o = esc(&k.sink);
+            for (what, n) in [
+                ("accepted", k.accepted),
+                ("delivered", k.delivered),
+                ("failed", k.failed),
+                ("dropped", k.dropped),
+            ] {
+                events.push((format!("output=\"{o}\",result=\"{what}\""), n as f64));
+            }
+            retries.push((format!("output=\"{o}\""), k.retries as f64));
+            let pending = k.accepted.saturating_sub(k.delivered + k.failed);
+            queued.push((format!("output=\"{o}\""), pending as f64));
+        }
+        p.metric(
+            "output_events_total",
+            "counter",
+            "Events of an asynchronous output (Kafka): accepted into its queue, delivered \
+             (acknowledged), failed for good, dropped at the queue bound.",
+            &label_refs(&events),
+        );
+        p.metric(
+            "output_retries_total",
+            "counter",
+            "Produce requests retried (librdkafka statistics).",
+            &label_refs(&retries),
+        );
+        p.metric(
+            "output_queue_events",
+            "gauge",
+            "Events accepted and not yet delivered or failed.",
+            &label_refs(&queued),
+        );
+    }
     p.metric(
         "inventory_endpoints",
         "gauge",

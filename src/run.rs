@@ -4,7 +4,7 @@ use crate::engine::{Engine, EngineConfig, EngineStats};
 use crate::fanout::SinkThread;
 use crate::infer::template::Templater;
 use crate::inventory::Inventory;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Sink, SinkError, SinkProbe, SinkStats};
 use apitap_capture::decode::{DecodeStats, Decoder, TcpSegment};
 use apitap_capture::flow::{FlowConfig, FlowKey, FlowStats, FlowTable};
 use apitap_capture::source::{CaptureDrops, Event, PacketSource};
@@ -46,6 +46,9 @@ pub struct Summary {
     /// Kernel/interface drops (live capture).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_drops: Option<CaptureDrops>,
+    /// Delivery counters of the outputs that deliver asynchronously (Kafka), one per output.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkStats>,
 }
 
 /// Pipeline shape.
@@ -85,6 +88,8 @@ impl Default for PipelineConfig {
 /// thread behind a bounded queue of event batches.
 pub struct Pipeline {
     mode: Mode,
+    /// Delivery counters of the sinks, which live on the sink thread (or in the engine).
+    probes: Vec<Arc<dyn SinkProbe>>,
     decoder: Decoder,
     packets: u64,
     bytes: u64,
@@ -106,6 +111,7 @@ impl Pipeline {
     /// A pipeline of `cfg.workers` engines configured by `engine`, writing to `sinks`.
     pub fn new(cfg: PipelineConfig, engine: EngineConfig, sinks: Vec<Box<dyn Sink>>) -> Self {
         let announced = Announced::new();
+        let probes = sinks.iter().filter_map(|s| s.probe()).collect();
         let mode = if cfg.workers <= 1 {
             let e = Engine::new(engine, sinks).with_announced(announced);
             Mode::Inline(Box::new(FlowTable::new(cfg.flows, e)))
@@ -114,6 +120,7 @@ impl Pipeline {
         };
         Pipeline {
             mode,
+            probes,
             decoder: Decoder::new(cfg.decode),
             packets: 0,
             bytes: 0,
@@ -188,7 +195,7 @@ impl Pipeline {
         match &mut self.mode {
             Mode::Inline(t) => {
                 t.close_all();
-                t.handler.flush()
+                t.handler.close()
             }
             Mode::Threads(w) => w.finish(),
         }
@@ -219,7 +226,14 @@ impl Pipeline {
             .map_or(0.0, |f| (self.last_ts - f) as f64 / 1e6);
         s.wall_seconds = self.started.elapsed().as_secs_f64();
         s.decode = self.decoder.stats();
+        s.sinks = self.probes.iter().map(|p| p.snapshot()).collect();
         s
+    }
+
+    /// The delivery counters' probes of the outputs that deliver asynchronously (Kafka);
+    /// outputs that write locally have none and are always ready.
+    pub fn probes(&self) -> Vec<Arc<dyn SinkProbe>> {
+        self.probes.clone()
     }
 
     /// The inventory so far, every record re-templated under what all workers have learnt.
@@ -677,6 +691,17 @@ impl Summary {
                 f.evicted, r.cap_flow_hits, r.cap_global_hits, p.pending_overflow, e.sink_errors
             ),
         );
+        for k in &self.sinks {
+            line(
+                "output",
+                format!(
+                    "{}: {}{}",
+                    k.sink,
+                    k.kv(),
+                    if k.ready { "" } else { " (not ready)" }
+                ),
+            );
+        }
         let i = &self.inspect;
         if i.exchanges > 0 {
             let types: Vec<String> = i.findings.iter().map(|(k, v)| format!("{k} {v}")).collect();

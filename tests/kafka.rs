@@ -390,6 +390,32 @@ fn assert_same(got: &[Msg], want: &[Value], context: &str) {
     );
 }
 
+/// `GET path` from the metrics endpoint: status code and body; (0, "") when it does not answer.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    let code = r
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = r.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (code, body)
+}
+
 /// Canonical text of JSON values, sorted: a multiset to compare.
 fn multiset<'a>(vs: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let mut out: Vec<String> = vs.map(|v| v.to_string()).collect();
@@ -574,6 +600,17 @@ fn replay_delivers_exactly_the_jsonl_events() {
     assert_eq!(c["delivered"], want.len() as u64, "{err}");
     assert_eq!(c["accepted"], want.len() as u64);
     assert_eq!((c["failed"], c["dropped"], c["undelivered"]), (0, 0, 0));
+    // The same counters in the run's statistics, where dashboards and scripts read them.
+    let st: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let k = &st["sinks"][0];
+    assert!(k["sink"].as_str().unwrap().starts_with("kafka://"), "{st}");
+    assert_eq!(k["delivered"], want.len() as u64, "{k}");
+    assert_eq!(k["accepted"], want.len() as u64, "{k}");
+    assert_eq!(
+        (&k["failed"], &k["dropped"], &k["undelivered"]),
+        (&0.into(), &0.into(), &0.into())
+    );
+    assert_eq!(k["ready"], true);
 }
 
 /// Starts a replay fed through a FIFO; returns the process and the FIFO's writer.
@@ -619,7 +656,13 @@ fn a_broker_outage_during_a_replay_loses_nothing() {
     let dir = workdir("outage");
     let mut broker = Broker::start(&dir);
     let file = dir.join("out.jsonl");
-    let mut extra = vec!["--output".to_string(), format!("jsonl:{}", file.display())];
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut extra = vec![
+        "--output".to_string(),
+        format!("jsonl:{}", file.display()),
+        "--metrics-listen".into(),
+        metrics.clone(),
+    ];
     extra.extend(kafka_args(&broker.bootstrap(), "t2"));
     let pcap = Pcap::read(&data("h1-nginx.pcap"));
     let n = pcap.records.len();
@@ -632,16 +675,40 @@ fn a_broker_outage_during_a_replay_loses_nothing() {
         Duration::from_secs(30),
         || topic_count(&broker.bootstrap(), "t2.exchanges").unwrap_or(0) > 0,
     );
+    wait_for("/readyz to say ready", Duration::from_secs(20), || {
+        http_get(&metrics, "/readyz").0 == 200
+    });
     let before = topic_count(&broker.bootstrap(), "t2.exchanges").unwrap_or(0);
     broker.kill();
     let outage = Instant::now();
     assert!(p.running(), "the replay ended before the outage");
+    // Readiness follows the broker even while no packet arrives (the replay's input stalls).
+    wait_for(
+        "/readyz to report the outage",
+        Duration::from_secs(20),
+        || {
+            let (code, body) = http_get(&metrics, "/readyz");
+            code == 503 && body.contains("output is not ready")
+        },
+    );
 
     w.write_all(&pcap.chunk(n / 3, 2 * n / 3, false)).unwrap();
     w.flush().unwrap();
     std::thread::sleep(Duration::from_secs(outage_secs()).saturating_sub(outage.elapsed()));
     assert!(p.running(), "the replay ended during the outage");
+    let (_, m) = http_get(&metrics, "/metrics");
+    assert!(m.contains("apitap_sinks_ready 0"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "apitap_output_events_total{{output=\"kafka://{}/t2.exchanges\",result=\"delivered\"}}",
+            broker.bootstrap()
+        )),
+        "{m}"
+    );
     broker.spawn();
+    wait_for("/readyz to recover", Duration::from_secs(30), || {
+        http_get(&metrics, "/readyz").0 == 200
+    });
     eprintln!(
         "broker killed with {before} exchanges in the topic; down for {:?}",
         outage.elapsed()

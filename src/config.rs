@@ -124,7 +124,8 @@ pub struct PipelineSection {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Flows {
-    /// Connections tracked at once (per worker).
+    /// Connections tracked at once by the whole process; each worker's table gets
+    /// `ceil(max_flows / workers)`.
     pub max_flows: usize,
     /// Idle connections are closed after this many seconds of capture time.
     pub idle_timeout_secs: u64,

@@ -102,8 +102,6 @@ pub struct Engine {
     key: String,
     /// Counters.
     pub stats: EngineStats,
-    /// Parser counters of closed connections.
-    pub parser: ParserStats,
     sink_error_logged: bool,
     shared: Shared,
     redactor: Redactor,
@@ -140,15 +138,14 @@ impl Engine {
                 .filter(|_| cfg.inspect.is_some())
                 .map(|f| f.fork()),
             converted: Vec::new(),
+            shared: Shared::new(cfg.parser),
             cfg,
             sinks,
             scratch: Vec::new(),
             json: Vec::with_capacity(4096),
             key: String::new(),
             stats: EngineStats::default(),
-            parser: ParserStats::default(),
             sink_error_logged: false,
-            shared: Shared::default(),
         }
     }
 
@@ -177,7 +174,10 @@ impl Engine {
                 self.stats.processing_latency[i] += 1;
                 self.stats.processing_latency_sum_us += delay_us;
             }
-            let ins = self.inspector.as_mut().map(|i| i.inspect(&ex, flow.server));
+            let mut ins = self.inspector.as_mut().map(|i| i.inspect(&ex, flow.server));
+            if let Some(j) = ins.as_mut().and_then(|i| i.auth.jwt.as_mut()) {
+                self.redactor.jwt(j);
+            }
             self.json.clear();
             let obs = Observation::new(&ex, flow, &mut self.redactor, ins.as_ref());
             if serde_json::to_writer(&mut self.json, &obs).is_err() {
@@ -314,6 +314,11 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Parser counters of every connection so far, open or closed.
+    pub fn parser_stats(&self) -> &ParserStats {
+        &self.shared.stats
+    }
+
     /// Inventory limits.
     pub fn inventory_config(&self) -> InventoryConfig {
         self.cfg.inventory
@@ -330,6 +335,31 @@ impl Engine {
         for s in &mut self.sinks {
             if let Err(e) = s.flush() {
                 self.stats.sink_errors += 1;
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Writes an event made outside the exchange path (spec drift found on the inventory) to
+    /// every sink, in the configured format.
+    pub fn emit_event(&mut self, kind: EventKind, key: &str, v: &serde_json::Value) {
+        self.key.clear();
+        self.key.push_str(key);
+        self.json.clear();
+        if serde_json::to_writer(&mut self.json, v).is_ok() {
+            if kind == EventKind::Finding {
+                self.stats.finding_events += 1;
+            }
+            self.write(kind);
+        }
+    }
+
+    /// Reopens every sink (SIGHUP); returns the first failure.
+    pub fn reopen_sinks(&mut self) -> Result<(), crate::sink::SinkError> {
+        let mut first = None;
+        for s in &mut self.sinks {
+            if let Err(e) = s.reopen() {
                 first.get_or_insert(e);
             }
         }
@@ -359,7 +389,7 @@ impl FlowHandler for Engine {
         flow.server.hash(&mut h);
         flow.vlan.hash(&mut h);
         flow.tunnel.map(|t| t.scope).hash(&mut h);
-        HttpSession::new(self.cfg.parser, flow.handshake_seen, h.finish())
+        HttpSession::new(flow.handshake_seen, h.finish())
     }
 
     fn classify(&self, p: &[u8]) -> Option<bool> {
@@ -403,7 +433,6 @@ impl FlowHandler for Engine {
         if !self.scratch.is_empty() {
             self.emit(flow);
         }
-        self.parser.add(&st.stats);
         *self
             .stats
             .flows_by_protocol

@@ -24,6 +24,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 enum Msg {
     Events(EventBatch),
     Flush,
+    /// Reopen the outputs (SIGHUP).
+    Reopen,
 }
 
 /// A worker's view of the sinks.
@@ -45,7 +47,7 @@ impl ChannelSink {
 fn closed() -> SinkError {
     SinkError::Io {
         sink: "sink thread".into(),
-        source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the sink thread stopped"),
+        error: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the sink thread stopped"),
     }
 }
 
@@ -121,6 +123,14 @@ impl SinkThread {
                                 }
                             }
                         }
+                        Msg::Reopen => {
+                            for s in &mut sinks {
+                                if let Err(e) = s.reopen() {
+                                    eprintln!("apitap: cannot reopen an output: {e}");
+                                    errs.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
                     }
                 }
                 // close, not flush: a remote sink drains (boundedly) and reports what it could
@@ -155,6 +165,18 @@ impl SinkThread {
             tx: self.tx.clone().unwrap_or(dead_tx),
             batch: EventBatch::default(),
         }
+    }
+
+    /// Asks the sink thread to reopen its outputs after what was sent before (SIGHUP).
+    pub fn reopen(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Reopen);
+        }
+    }
+
+    /// The write-failure counter itself, readable after [`SinkThread::finish`].
+    pub fn error_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.errors)
     }
 
     /// Write failures so far.

@@ -595,6 +595,12 @@ pub struct Findings {
     pub stats: FindingsStats,
 }
 
+impl Clone for Findings {
+    fn clone(&self) -> Self {
+        self.snapshot()
+    }
+}
+
 impl std::fmt::Debug for Findings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Findings")
@@ -923,6 +929,67 @@ impl Findings {
             scratch: Vec::new(),
             stats: FindingsStats::default(),
         }
+    }
+
+    /// A copy of the records and counters (what a worker hands over for the inventory file).
+    pub fn snapshot(&self) -> Self {
+        let mut f = self.fork();
+        f.merge(self);
+        f
+    }
+
+    /// Puts a new policy and ownership map in force (SIGHUP). Records already made stay,
+    /// re-judged under the new policy: severities and suppression are recomputed, owners
+    /// looked up again (an endpoint that now has an owner loses `unowned_endpoint`), custom
+    /// rules matched to the new ones by id (records of custom rules that are gone are
+    /// dropped). Findings already announced are not announced again; new ones follow the new
+    /// policy from the next exchange on.
+    pub fn reload(&mut self, policy: Arc<Policy>, owners: Arc<Owners>) {
+        let old = std::mem::replace(&mut self.policy, policy);
+        self.owners = owners;
+        let p = &self.policy;
+        let new_index = |i: u16| -> Option<u16> {
+            let id = &old.custom.get(i as usize)?.id;
+            p.custom.iter().position(|c| &c.id == id).map(|n| n as u16)
+        };
+        for (k, e) in &mut self.endpoints {
+            e.owner = self.owners.lookup_index(&k.host, &k.template);
+            e.custom_scope = 0;
+            for (i, c) in p.custom.iter().enumerate().take(64) {
+                if c.scope.contains(&k.host, &k.method, &k.template) {
+                    e.custom_scope |= 1 << i;
+                }
+            }
+            let owned = e.owner.is_some();
+            e.records.retain_mut(|r| {
+                if let RuleRef::Custom(i) = r.rule {
+                    match new_index(i) {
+                        Some(n) => r.rule = RuleRef::Custom(n),
+                        None => return false,
+                    }
+                }
+                if r.rule == RuleRef::Builtin(Rule::UnownedEndpoint)
+                    && (owned || self.owners.is_empty())
+                {
+                    return false;
+                }
+                if let RuleRef::Builtin(b) = r.rule {
+                    if !p.enabled(b) {
+                        return false;
+                    }
+                }
+                let (id, severity) = rule_meta(p, r.rule);
+                r.severity = severity;
+                r.suppressed = severity < p.settings.min_severity
+                    || p.exception(id, &k.host, &k.method, &k.template).is_some();
+                true
+            });
+        }
+    }
+
+    /// The policy and ownership map in force (for [`Findings::reload`] elsewhere).
+    pub fn rules(&self) -> (Arc<Policy>, Arc<Owners>) {
+        (Arc::clone(&self.policy), Arc::clone(&self.owners))
     }
 
     /// The policy.
@@ -2434,6 +2501,42 @@ mod tests {
         );
         let ex = exchange("GET", "/v2/y", &[], 200, &SAFE, "{}");
         assert_eq!(run(&mut f, &ex), ["unowned_endpoint"]);
+    }
+
+    #[test]
+    fn reload_rejudges_records_under_the_new_policy_and_owners() {
+        let mut f = Findings::new(Policy::default(), Owners::default(), Vec::new());
+        let ex = exchange(
+            "GET",
+            "/v1/x?api_key=k-1234567890abcdef",
+            &[],
+            200,
+            &SAFE,
+            "{}",
+        );
+        assert_eq!(run(&mut f, &ex), ["credentials_in_query"]);
+        let reported = |f: &Findings| -> Vec<String> {
+            f.all()
+                .iter()
+                .map(|v| format!("{} {}", v["rule"], v["owner"]["team"]))
+                .collect()
+        };
+        assert_eq!(reported(&f), ["\"credentials_in_query\" null"]);
+        let doc = |t: &str| crate::policy::parse_document(t, crate::policy::Syntax::Toml).unwrap();
+        let owners = Owners::from_value(doc(
+            "[[owners]]\nteam = \"legacy\"\ncontact = \"l@example.com\"\nhosts = [\"**\"]\n",
+        ))
+        .unwrap();
+        let policy = Policy::from_value(doc(
+            "[[exceptions]]\nrules = [\"credentials_in_query\"]\nhosts = [\"**\"]\nreason = \"accepted\"\n",
+        ))
+        .unwrap();
+        f.reload(Arc::new(policy), Arc::new(owners));
+        assert!(reported(&f).is_empty(), "{:?}", reported(&f));
+        f.reload(Arc::new(Policy::default()), f.owners.clone());
+        assert_eq!(reported(&f), ["\"credentials_in_query\" \"legacy\""]);
+        // Already announced: a reload does not announce it again.
+        assert!(run(&mut f, &ex).is_empty());
     }
 
     #[test]

@@ -173,8 +173,9 @@ struct Common {
     /// [flows.idle_timeout_secs]
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
-    /// Most connections tracked at once per worker (default 262144); the oldest idle is
-    /// evicted beyond. [flows.max_flows]
+    /// Most connections tracked at once, all workers together (default 262144; each worker
+    /// gets an equal share, rounded up); the oldest idle is evicted beyond, and counted.
+    /// [flows.max_flows]
     #[arg(long, value_name = "N")]
     max_flows: Option<usize>,
     /// Bytes of each body kept for inspection (default 65536). [parser.body_prefix_bytes]
@@ -442,23 +443,47 @@ impl Run {
         Ok(apitap::findings::Findings::new(policy, owners, specs))
     }
 
-    /// Writes the inventory and OpenAPI files, when asked for.
-    fn write_inventory(&self, p: &mut Pipeline) -> Result<()> {
+    /// Assesses the inventory — spec drift not reported yet goes to the outputs — and writes
+    /// the inventory (with each endpoint's risk, owner and findings) and OpenAPI files, when
+    /// asked for.
+    fn assess(&self, p: &mut Pipeline) -> Result<()> {
         let o = &self.cfg.outputs;
-        if o.inventory.is_none() && o.openapi.is_none() {
+        let files = o.inventory.is_some() || o.openapi.is_some();
+        if !files && self.cfg.findings.specs.is_empty() {
             return Ok(());
         }
-        let inv = p.inventory();
+        let a = p.assess();
+        if a.new_drift > 0 {
+            info!(findings = a.new_drift, "spec drift");
+        }
         if let Some(path) = &o.inventory {
-            let doc = serde_json::to_vec_pretty(&inv.to_json(&|_, _| None))?;
+            let doc = serde_json::to_vec_pretty(&a.to_json())?;
             write_atomic(path, &doc)
                 .with_context(|| format!("cannot write the inventory to {}", path.display()))?;
         }
         if let Some(path) = &o.openapi {
-            apitap::openapi::write(&inv, path)
+            apitap::openapi::write(&a.inventory, path)
                 .with_context(|| format!("cannot write OpenAPI to {}", path.display()))?;
         }
         Ok(())
+    }
+
+    /// SIGHUP: reopens the output files and reloads the policy and ownership files named in
+    /// the configuration. A file that no longer loads leaves the rules in force as they were
+    /// (logged); the outputs are reopened either way. Other settings need a restart.
+    fn reload(&self, p: &mut Pipeline) {
+        let rules = match self.findings().map(|f| f.rules()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error!("SIGHUP: keeping the policy and owners in force: {e:#}");
+                None
+            }
+        };
+        let reloaded = rules.is_some();
+        match p.reload(rules) {
+            Ok(()) => info!(rules = reloaded, "SIGHUP: outputs reopened"),
+            Err(e) => error!("SIGHUP: {e}"),
+        }
     }
 
     /// Starts the metrics endpoint when asked for; the returned state is published to either
@@ -518,6 +543,14 @@ fn random_salt() -> Vec<u8> {
         salt = t.to_le_bytes().to_vec();
     }
     salt
+}
+
+/// Set by SIGHUP: reopen the outputs and reload the policy and ownership map.
+fn hup_flag() -> Result<Arc<AtomicBool>> {
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("cannot install the SIGHUP handler")?;
+    Ok(hup)
 }
 
 fn stop_flag() -> Result<Arc<AtomicBool>> {
@@ -631,13 +664,19 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             shared.set_probes(p.probes());
             shared.publish(p.summary());
             let stop = stop_flag()?;
+            let hup = hup_flag()?;
             let progress = !r.quiet && std::io::stderr().is_terminal();
             let mut last = Instant::now();
             p.run_source(&mut src, &stop, |p| {
+                if hup.swap(false, Ordering::Relaxed) {
+                    r.reload(p);
+                }
                 if last.elapsed() < Duration::from_secs(1) {
                     return;
                 }
                 last = Instant::now();
+                // A piped input may pause: what was parsed before goes out meanwhile.
+                let _ = p.flush();
                 let s = p.summary();
                 if progress {
                     eprint!(
@@ -649,14 +688,16 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                     );
                 }
                 shared.set_probes(p.probes());
-            shared.publish(p.summary());
+                shared.publish(p.summary());
                 shared.publish(s);
             })?;
             if progress {
                 eprint!("\r\x1b[2K");
             }
+            p.end_flows();
+            let assessed = r.assess(&mut p);
             let flushed = p.finish();
-            r.write_inventory(&mut p)?;
+            assessed?;
             r.report(&p.summary())?;
             flushed.context("writing observations failed")?;
             Ok(())
@@ -703,21 +744,25 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                 eprintln!("apitap: capturing on {what}; SIGINT or SIGTERM stops");
             }
             let stop = stop_flag()?;
+            let hup = hup_flag()?;
             let mut last_report = Instant::now();
             let mut last_inventory = Instant::now();
             let mut last_publish = Instant::now();
             let interval = Duration::from_secs(r.cfg.outputs.inventory_interval_secs.max(1));
             p.run_source(&mut src, &stop, |p| {
+                if hup.swap(false, Ordering::Relaxed) {
+                    r.reload(p);
+                }
                 let _ = p.flush();
                 if last_publish.elapsed() >= Duration::from_secs(1) {
                     last_publish = Instant::now();
                     shared.set_probes(p.probes());
-            shared.publish(p.summary());
+                    shared.publish(p.summary());
                     shared.publish(p.summary());
                 }
                 if last_inventory.elapsed() >= interval {
                     last_inventory = Instant::now();
-                    if let Err(e) = r.write_inventory(p) {
+                    if let Err(e) = r.assess(p) {
                         error!("{e:#}");
                     }
                 }
@@ -741,8 +786,10 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                     );
                 }
             }
+            p.end_flows();
+            let assessed = r.assess(&mut p);
             let flushed = p.finish();
-            r.write_inventory(&mut p)?;
+            assessed?;
             let mut s = p.summary();
             s.capture_drops = drops;
             r.report(&s)?;

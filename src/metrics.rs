@@ -313,6 +313,12 @@ pub fn prometheus(s: &Summary, sinks_ready: bool) -> String {
             ("reason=\"end\"", f.closed_shutdown as f64),
         ],
     );
+    p.metric(
+        "tcp_rst_ignored_total",
+        "counter",
+        "RSTs ignored because their sequence number was outside the receiver's window (RFC 5961).",
+        &[("", f.rst_out_of_window as f64)],
+    );
     let fates: Vec<(String, f64)> = e
         .flows_by_protocol
         .iter()

@@ -142,9 +142,48 @@ impl Redactor {
         if self.secret_header(name) {
             return self.mask_header(name, value);
         }
+        // A URL-valued header (Referer, Location, …) carries a path and a query like the
+        // request's own: the same rules apply to them.
+        if let Some((p, q)) = value.split_once('?') {
+            if p.starts_with("http://") || p.starts_with("https://") || p.starts_with('/') {
+                let (q, frag) = q.split_once('#').map_or((q, None), |(q, f)| (q, Some(f)));
+                let (rp, rq) = (self.path(p), self.query(q));
+                if matches!((&rp, &rq), (Cow::Borrowed(_), Cow::Borrowed(_))) {
+                    return Cow::Borrowed(value);
+                }
+                let mut out = format!("{rp}?{rq}");
+                if let Some(f) = frag {
+                    out.push('#');
+                    out.push_str(f);
+                }
+                return Cow::Owned(out);
+            }
+        }
         match classify(Some(name), value) {
             Some(t) => self.value(t, value),
             None => Cow::Borrowed(value),
+        }
+    }
+
+    /// JWT claims as they may leave the sensor: issuer, audiences and key id are free text
+    /// that can hold a sensitive value (a service account's email is its tokens' `iss`).
+    pub fn jwt(&self, j: &mut crate::infer::auth::JwtInfo) {
+        if self.mode == Redaction::Off {
+            return;
+        }
+        let red = |v: &mut String| {
+            if let Some(t) = classify(None, v) {
+                *v = self.value(t, v).into_owned();
+            }
+        };
+        if let Some(i) = j.iss.as_mut() {
+            red(i);
+        }
+        for a in &mut j.aud {
+            red(a);
+        }
+        if let Some(k) = j.kid.as_mut() {
+            red(k);
         }
     }
 

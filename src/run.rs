@@ -2,9 +2,10 @@
 //! summarise the run.
 use crate::engine::{Engine, EngineConfig, EngineStats};
 use crate::fanout::SinkThread;
+use crate::findings::Findings;
 use crate::infer::template::Templater;
 use crate::inventory::Inventory;
-use crate::sink::{Sink, SinkError, SinkProbe, SinkStats};
+use crate::sink::{EventKind, Sink, SinkError, SinkProbe, SinkStats};
 use apitap_capture::decode::{DecodeStats, Decoder, TcpSegment};
 use apitap_capture::flow::{FlowConfig, FlowKey, FlowStats, FlowTable};
 use apitap_capture::source::{CaptureDrops, Event, PacketSource};
@@ -41,6 +42,8 @@ pub struct Summary {
     pub inspect: crate::inspect::InspectStats,
     /// Endpoint inventory.
     pub inventory: crate::inventory::InventoryStats,
+    /// Risk findings (per exchange; spec drift is counted when the inventory is assessed).
+    pub findings: crate::findings::FindingsStats,
     /// Connections tracked at the time of the summary.
     pub active_flows: u64,
     /// Kernel/interface drops (live capture).
@@ -56,7 +59,8 @@ pub struct Summary {
 pub struct PipelineConfig {
     /// Worker threads; 1 runs everything on the capture thread (no hand-off at all).
     pub workers: usize,
-    /// Flow table and reassembly limits (per worker).
+    /// Flow table and reassembly limits for the whole process: each worker's table gets its
+    /// share ([`FlowConfig::split`]), so more workers do not mean more memory.
     pub flows: FlowConfig,
     /// Segments per batch handed to a worker.
     pub batch: usize,
@@ -90,6 +94,10 @@ pub struct Pipeline {
     mode: Mode,
     /// Delivery counters of the sinks, which live on the sink thread (or in the engine).
     probes: Vec<Arc<dyn SinkProbe>>,
+    /// Spec drift reported so far (checked on the merged inventory, not per worker).
+    drift: Option<Findings>,
+    /// Event format of the outputs.
+    format: crate::formats::Format,
     decoder: Decoder,
     packets: u64,
     bytes: u64,
@@ -112,6 +120,12 @@ impl Pipeline {
     pub fn new(cfg: PipelineConfig, engine: EngineConfig, sinks: Vec<Box<dyn Sink>>) -> Self {
         let announced = Announced::new();
         let probes = sinks.iter().filter_map(|s| s.probe()).collect();
+        let drift = engine
+            .findings
+            .as_ref()
+            .filter(|_| engine.inspect.is_some())
+            .map(|f| f.fork());
+        let format = engine.format;
         let mode = if cfg.workers <= 1 {
             let e = Engine::new(engine, sinks).with_announced(announced);
             Mode::Inline(Box::new(FlowTable::new(cfg.flows, e)))
@@ -121,6 +135,8 @@ impl Pipeline {
         Pipeline {
             mode,
             probes,
+            drift,
+            format,
             decoder: Decoder::new(cfg.decode),
             packets: 0,
             bytes: 0,
@@ -189,14 +205,21 @@ impl Pipeline {
         })
     }
 
-    /// Ends every connection (emitting what is pending), stops the workers and flushes the
-    /// sinks.
-    pub fn finish(&mut self) -> Result<(), SinkError> {
+    /// Ends every connection (emitting what is pending) and stops the workers; the outputs
+    /// stay open for a last [`Pipeline::assess`]. [`Pipeline::finish`] closes them.
+    pub fn end_flows(&mut self) {
         match &mut self.mode {
-            Mode::Inline(t) => {
-                t.close_all();
-                t.handler.close()
-            }
+            Mode::Inline(t) => t.close_all(),
+            Mode::Threads(w) => w.stop_workers(),
+        }
+    }
+
+    /// Ends every connection (emitting what is pending), stops the workers and closes the
+    /// outputs (a remote one waits, boundedly, for delivery).
+    pub fn finish(&mut self) -> Result<(), SinkError> {
+        self.end_flows();
+        match &mut self.mode {
+            Mode::Inline(t) => t.handler.close(),
             Mode::Threads(w) => w.finish(),
         }
     }
@@ -212,8 +235,7 @@ impl Pipeline {
         }
     }
 
-    /// The counters so far (parser counters cover closed connections; with workers, as of
-    /// their last report, at most a tick old).
+    /// The counters so far (with workers, as of their last report, at most a tick old).
     pub fn summary(&self) -> Summary {
         let mut s = match &self.mode {
             Mode::Inline(t) => worker_summary(t),
@@ -227,6 +249,9 @@ impl Pipeline {
         s.wall_seconds = self.started.elapsed().as_secs_f64();
         s.decode = self.decoder.stats();
         s.sinks = self.probes.iter().map(|p| p.snapshot()).collect();
+        if let Some(d) = &self.drift {
+            s.findings.add(&d.stats());
+        }
         s
     }
 
@@ -240,7 +265,111 @@ impl Pipeline {
     pub fn inventory(&mut self) -> Inventory {
         match &mut self.mode {
             Mode::Inline(t) => inventory_of(t),
-            Mode::Threads(w) => w.inventory(),
+            Mode::Threads(w) => merge_shards(w.shards(), None).0,
+        }
+    }
+
+    /// The inventory with every finding merged across workers, after checking the inventory
+    /// against the declared specs: drift not reported before (shadow, zombie, undeclared
+    /// parameters) is written to the outputs as finding events now, once per (endpoint,
+    /// rule) over the run.
+    pub fn assess(&mut self) -> Assessment {
+        let (inventory, findings) = match &mut self.mode {
+            Mode::Inline(t) => {
+                let h = &t.handler;
+                let mut f = h.findings.as_ref().map(Findings::snapshot);
+                if let (Some(f), Some(i)) = (&mut f, &h.inspector) {
+                    f.compact(&i.templater);
+                }
+                (inventory_of(t), f)
+            }
+            Mode::Threads(w) => merge_shards(w.shards(), self.drift.as_ref()),
+        };
+        let mut findings = findings;
+        let mut events = Vec::new();
+        if let (Some(drift), Some(all)) = (&mut self.drift, &mut findings) {
+            events = drift.evaluate_inventory(&inventory);
+            all.merge(drift);
+        }
+        for ev in &events {
+            self.emit(EventKind::Finding, ev);
+        }
+        let new_drift = events.len();
+        Assessment {
+            inventory,
+            findings,
+            new_drift,
+        }
+    }
+
+    /// SIGHUP: reopens the output files (after what was written before, so a log rotator's
+    /// moved file ends complete) and, when given, puts a new policy and ownership map in
+    /// force on every worker. Capture, flows and inventory carry on untouched.
+    pub fn reload(
+        &mut self,
+        rules: Option<(Arc<crate::policy::Policy>, Arc<crate::owners::Owners>)>,
+    ) -> Result<(), SinkError> {
+        if let (Some(d), Some((p, o))) = (&mut self.drift, &rules) {
+            d.reload(Arc::clone(p), Arc::clone(o));
+        }
+        match &mut self.mode {
+            Mode::Inline(t) => {
+                if let (Some(f), Some((p, o))) = (&mut t.handler.findings, rules) {
+                    f.reload(p, o);
+                }
+                t.handler.reopen_sinks()
+            }
+            Mode::Threads(w) => {
+                // Pending segments first: their events belong before the reopen.
+                w.tick();
+                if let Some((p, o)) = rules {
+                    for tx in &w.txs {
+                        let _ = tx.send(Msg::Reload(Arc::clone(&p), Arc::clone(&o)));
+                    }
+                }
+                // Workers hand their events to the sink thread on a tick: once each has passed
+                // the barrier, those events are queued ahead of the reopen.
+                for tx in &w.txs {
+                    let (rtx, rrx) = bounded(1);
+                    if tx.send(Msg::Barrier(rtx)).is_ok() {
+                        let _ = rrx.recv();
+                    }
+                }
+                if let Some(s) = &w.sink {
+                    s.reopen();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one event made outside the exchange path to the outputs, in the run's format.
+    fn emit(&mut self, kind: EventKind, ev: &serde_json::Value) {
+        let key = ev
+            .pointer("/endpoint")
+            .map(|e| {
+                let f = |k: &str| e.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+                format!("{} {} {}", f("host"), f("method"), f("template"))
+            })
+            .unwrap_or_default();
+        match &mut self.mode {
+            Mode::Inline(t) => t.handler.emit_event(kind, &key, ev),
+            Mode::Threads(w) => {
+                let Some(sink) = &w.sink else { return };
+                let (Ok(native), mut json) = (serde_json::to_vec(ev), Vec::new()) else {
+                    return;
+                };
+                if crate::formats::convert_bytes(self.format, &native, &mut json).is_err() {
+                    return;
+                }
+                let mut tx = sink.sender();
+                let e = crate::sink::Event {
+                    kind,
+                    key: &key,
+                    json: &json,
+                };
+                let _ = tx.write(&e).and_then(|_| tx.flush());
+            }
         }
     }
 
@@ -257,10 +386,16 @@ impl Pipeline {
 fn worker_summary(t: &FlowTable<Engine>) -> Summary {
     Summary {
         flows: t.stats(),
-        parsers: t.handler.parser.clone(),
+        parsers: t.handler.parser_stats().clone(),
         engine: t.handler.stats.clone(),
         inspect: t.handler.inspect_stats(),
         inventory: t.handler.inventory_stats(),
+        findings: t
+            .handler
+            .findings
+            .as_ref()
+            .map(Findings::stats)
+            .unwrap_or_default(),
         active_flows: t.len() as u64,
         ..Summary::default()
     }
@@ -274,6 +409,7 @@ impl Summary {
         self.engine.add(&o.engine);
         self.inspect.add(&o.inspect);
         self.inventory.add(&o.inventory);
+        self.findings.add(&o.findings);
         self.active_flows += o.active_flows;
     }
 }
@@ -335,14 +471,18 @@ enum Msg {
     /// Emit what is pending and publish counters.
     Tick,
     /// Send a copy of the inventory shard and templater.
-    Snapshot(Sender<(Inventory, Option<Templater>)>),
+    Snapshot(Sender<Shard>),
+    /// Answer once everything before has been handled.
+    Barrier(Sender<()>),
+    /// Put a new policy and ownership map in force (SIGHUP).
+    Reload(Arc<crate::policy::Policy>, Arc<crate::owners::Owners>),
 }
 
 /// Counters a worker publishes on every tick and at exit.
 type Published = Arc<Mutex<Summary>>;
 
-/// A worker's inventory shard and what it learnt about templates.
-type Shard = (Inventory, Option<Templater>);
+/// A worker's inventory shard, what it learnt about templates, and its findings.
+type Shard = (Inventory, Option<Templater>, Option<Findings>);
 
 /// A table's inventory, re-templated under what its engine learnt.
 fn inventory_of(table: &FlowTable<Engine>) -> Inventory {
@@ -361,7 +501,67 @@ fn shard_of(table: &FlowTable<Engine>) -> Shard {
         .inspector
         .as_ref()
         .map(|i| i.templater.clone());
-    (inventory_of(table), t)
+    let f = table.handler.findings.as_ref().map(Findings::snapshot);
+    (inventory_of(table), t, f)
+}
+
+/// The inventory of every shard re-templated under what all of them learnt, and their
+/// findings merged into `base` (a fork of the run's findings) and re-templated the same way.
+fn merge_shards(shards: Vec<Shard>, base: Option<&Findings>) -> (Inventory, Option<Findings>) {
+    let mut templater: Option<Templater> = None;
+    let mut invs = Vec::new();
+    let mut merged = base.map(Findings::fork);
+    for (inv, t, f) in shards {
+        if let Some(t) = t {
+            match &mut templater {
+                Some(m) => m.merge(&t),
+                None => templater = Some(t),
+            }
+        }
+        if let (Some(m), Some(f)) = (&mut merged, &f) {
+            m.merge(f);
+        }
+        invs.push(inv);
+    }
+    let mut out = Inventory::new(crate::inventory::InventoryConfig::default());
+    if let Some(t) = &templater {
+        for s in &invs {
+            out.merge_from(s, t);
+        }
+        if let Some(m) = &mut merged {
+            m.compact(t);
+        }
+    }
+    (out, merged)
+}
+
+/// The inventory with its assessment: what [`Pipeline::assess`] returns.
+pub struct Assessment {
+    /// Every endpoint, re-templated under what all workers learnt.
+    pub inventory: Inventory,
+    /// Every finding (exchange rules and spec drift), merged across workers; absent when
+    /// inference is off.
+    pub findings: Option<Findings>,
+    /// Spec-drift findings reported for the first time by this assessment (also written to
+    /// the outputs).
+    pub new_drift: usize,
+}
+
+impl Assessment {
+    /// The inventory document: endpoints with their risk, owner and findings, and the
+    /// findings list.
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.findings {
+            Some(f) => {
+                let mut doc = self
+                    .inventory
+                    .to_json(&|k, s| Some(crate::findings::risk(k, s, f)));
+                f.annotate_inventory(&mut doc);
+                doc
+            }
+            None => self.inventory.to_json(&|_, _| None),
+        }
+    }
 }
 
 struct Workers {
@@ -374,7 +574,10 @@ struct Workers {
     /// Shards left by workers that have finished.
     finals: Vec<Arc<Mutex<Option<Shard>>>>,
     sink: Option<SinkThread>,
-    finished: bool,
+    /// The sink thread's write failures, still readable once it has finished.
+    sink_errors: Arc<std::sync::atomic::AtomicU64>,
+    /// The workers have ended their connections and stopped.
+    stopped: bool,
 }
 
 impl Workers {
@@ -390,6 +593,7 @@ impl Workers {
         let mut handles = Vec::new();
         let mut published = Vec::new();
         let mut finals = Vec::new();
+        let flows = cfg.flows.split(cfg.workers);
         for i in 0..cfg.workers {
             let fin: Arc<Mutex<Option<Shard>>> = Arc::default();
             let fin2 = Arc::clone(&fin);
@@ -397,7 +601,7 @@ impl Workers {
             let out = Published::default();
             let e = Engine::new(engine.clone(), vec![Box::new(sink.sender())])
                 .with_announced(announced.clone());
-            let mut table = FlowTable::new(cfg.flows, e);
+            let mut table = FlowTable::new(flows, e);
             let free_tx = free_tx.clone();
             let pubd = Arc::clone(&out);
             let h = std::thread::Builder::new()
@@ -433,8 +637,9 @@ impl Workers {
             handles,
             published,
             finals,
+            sink_errors: sink.error_counter(),
             sink: Some(sink),
-            finished: false,
+            stopped: false,
         }
     }
 
@@ -483,11 +688,13 @@ impl Workers {
         }
     }
 
-    fn finish(&mut self) -> Result<(), SinkError> {
-        if self.finished {
-            return Ok(());
+    /// Hands over what is pending and lets every worker end its connections and stop; the
+    /// sink thread stays up for what the caller still writes.
+    fn stop_workers(&mut self) {
+        if self.stopped {
+            return;
         }
-        self.finished = true;
+        self.stopped = true;
         for w in 0..self.txs.len() {
             if !self.pending[w].segs.is_empty() {
                 self.send(w);
@@ -497,6 +704,10 @@ impl Workers {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.stop_workers();
         match self.sink.take() {
             Some(s) => s.finish(),
             None => Ok(()),
@@ -510,13 +721,13 @@ impl Workers {
                 s.add_worker(&p);
             }
         }
-        if let Some(sk) = &self.sink {
-            s.engine.sink_errors += sk.errors();
-        }
+        s.engine.sink_errors += self.sink_errors.load(std::sync::atomic::Ordering::Relaxed);
         s
     }
 
-    fn inventory(&mut self) -> Inventory {
+    /// Every worker's shard: live workers answer a snapshot request, finished ones left
+    /// theirs behind.
+    fn shards(&mut self) -> Vec<Shard> {
         let mut parts = Vec::new();
         for tx in &self.txs {
             let (rtx, rrx) = bounded(1);
@@ -525,33 +736,14 @@ impl Workers {
             }
         }
         let mut got: Vec<Shard> = parts.into_iter().filter_map(|rx| rx.recv().ok()).collect();
-        if self.finished {
+        if self.stopped {
             for f in &self.finals {
                 if let Some(s) = f.lock().ok().and_then(|g| g.clone()) {
                     got.push(s);
                 }
             }
         }
-        let mut shards = Vec::new();
-        let mut templater: Option<Templater> = None;
-        for (inv, t) in got {
-            {
-                if let Some(t) = t {
-                    match &mut templater {
-                        Some(m) => m.merge(&t),
-                        None => templater = Some(t),
-                    }
-                }
-                shards.push(inv);
-            }
-        }
-        let mut out = Inventory::new(crate::inventory::InventoryConfig::default());
-        if let Some(t) = &templater {
-            for s in &shards {
-                out.merge_from(s, t);
-            }
-        }
-        out
+        got
     }
 }
 
@@ -594,6 +786,14 @@ fn worker_loop(
                 let _ = table.handler.flush();
                 if let Ok(mut p) = published.lock() {
                     *p = worker_summary(table);
+                }
+            }
+            Msg::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+            Msg::Reload(policy, owners) => {
+                if let Some(f) = &mut table.handler.findings {
+                    f.reload(policy, owners);
                 }
             }
             Msg::Snapshot(reply) => {
@@ -643,13 +843,14 @@ impl Summary {
         line(
             "flows closed",
             format!(
-                "fin {} · rst {} · idle {} · evicted {} · reused {} · end {}",
+                "fin {} · rst {} · idle {} · evicted {} · reused {} · end {} ({} out-of-window RSTs ignored)",
                 f.closed_fin,
                 f.closed_rst,
                 f.closed_idle,
                 f.evicted,
                 f.closed_reused,
-                f.closed_shutdown
+                f.closed_shutdown,
+                f.rst_out_of_window
             ),
         );
         line(
@@ -732,6 +933,17 @@ impl Summary {
                     i.bodies.decode_errors,
                     i.bodies.bomb_capped,
                     i.bodies.truncated_json
+                ),
+            );
+            let fs = &self.findings;
+            line(
+                "risk findings",
+                format!(
+                    "{} reported ({} suppressed by policy) · dropped: {} endpoints, {} evidence values",
+                    fs.records - fs.suppressed,
+                    fs.suppressed,
+                    fs.endpoints_dropped,
+                    fs.evidence_dropped
                 ),
             );
         }

@@ -86,12 +86,12 @@ impl FromStr for OutputSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Writing failed.
-    #[error("cannot write to {sink}: {source}")]
+    #[error("cannot write to {sink}: {error}")]
     Io {
         /// The sink.
         sink: String,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The Kafka producer refused a message (other than for a full queue).
     #[error("cannot produce to {sink}: {message}")]
@@ -176,6 +176,11 @@ pub trait Sink: Send {
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()
     }
+    /// Reopens the destination (SIGHUP): a file is opened again by its path, so that a log
+    /// rotator that moved it away gets a fresh file. Others have nothing to reopen.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// The delivery counters' probe, for sinks that deliver asynchronously.
     fn probe(&self) -> Option<Arc<dyn SinkProbe>> {
         None
@@ -186,22 +191,24 @@ pub trait Sink: Send {
     }
 }
 
-/// JSON lines to any writer.
-pub struct LineSink<W: Write + Send> {
+/// JSON lines to standard output or a file.
+pub struct LineSink {
     name: String,
-    w: BufWriter<W>,
+    w: BufWriter<Box<dyn Write + Send>>,
+    /// The file's path, for [`Sink::reopen`].
+    path: Option<PathBuf>,
 }
 
-impl<W: Write + Send> LineSink<W> {
+impl LineSink {
     fn io(&self, e: std::io::Error) -> SinkError {
         SinkError::Io {
             sink: self.name.clone(),
-            source: e,
+            error: e,
         }
     }
 }
 
-impl<W: Write + Send> Sink for LineSink<W> {
+impl Sink for LineSink {
     fn name(&self) -> &str {
         &self.name
     }
@@ -216,6 +223,20 @@ impl<W: Write + Send> Sink for LineSink<W> {
         let r = self.w.flush();
         r.map_err(|e| self.io(e))
     }
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        let Some(p) = self.path.clone() else {
+            return Ok(());
+        };
+        // What is buffered belongs to the old file (the rotator's copy).
+        self.flush()?;
+        let f = open_append(&p).map_err(|e| self.io(e))?;
+        self.w = BufWriter::with_capacity(256 * 1024, Box::new(f));
+        Ok(())
+    }
+}
+
+fn open_append(p: &std::path::Path) -> std::io::Result<File> {
+    File::options().create(true).append(true).open(p)
 }
 
 /// What every sink may need besides its spec.
@@ -233,17 +254,16 @@ pub fn open(spec: &OutputSpec, opts: &SinkOptions) -> anyhow::Result<Box<dyn Sin
     Ok(match spec {
         OutputSpec::Stdout => Box::new(LineSink {
             name: "stdout".into(),
-            w: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+            w: BufWriter::with_capacity(256 * 1024, Box::new(std::io::stdout())),
+            path: None,
         }),
         OutputSpec::Jsonl(p) => {
-            let f = File::options()
-                .create(true)
-                .append(true)
-                .open(p)
+            let f = open_append(p)
                 .with_context(|| format!("cannot open output file {}", p.display()))?;
             Box::new(LineSink {
                 name: format!("jsonl:{}", p.display()),
-                w: BufWriter::with_capacity(256 * 1024, f),
+                w: BufWriter::with_capacity(256 * 1024, Box::new(f)),
+                path: Some(p.clone()),
             })
         }
         OutputSpec::Kafka(url) => {

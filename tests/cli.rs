@@ -284,3 +284,106 @@ fn config_example_round_trips_and_bad_keys_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kafka.message_timeout_ms"), "{err}");
 }
+
+/// Exchanges (path, status) in a JSON-lines output; none when the file does not exist yet.
+fn exchanges_in(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "http_exchange")
+        .map(|v| v["request"]["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGHUP during a live capture: the output file is reopened (a log rotator's move leaves the
+/// old file complete and a new one takes what follows), a policy file that no longer loads
+/// leaves the rules in force, and the capture carries on; nothing is lost or duplicated.
+#[test]
+fn sighup_reopens_outputs_and_keeps_capturing() {
+    if !is_root() {
+        eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve(listener);
+    let out = tmp("hup.jsonl");
+    let rotated = tmp("hup.1.jsonl");
+    let policy = tmp("hup-policy.toml");
+    std::fs::write(&policy, "[settings]\n").unwrap();
+    let mut child = apitap()
+        .args(["capture", "--interface", "lo", "--workers", "2", "--bpf"])
+        .arg(format!("tcp port {port}"))
+        .arg("--output")
+        .arg(format!("jsonl:{}", out.display()))
+        .arg("--policy")
+        .arg(&policy)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("capturing on lo"), "{first}");
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let call = |paths: &[&str]| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for p in paths {
+            write!(c, "GET {p} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            let mut head = [0u8; 512];
+            assert!(c.read(&mut head).unwrap() > 0);
+        }
+    };
+    let before = ["/a/1", "/a/2", "/a/3"];
+    call(&before);
+    wait_until("the first exchanges", || exchanges_in(&out).len() == 3);
+    std::fs::rename(&out, &rotated).unwrap();
+    std::fs::write(&policy, "[rules.no_such_rule]\nenabled = false\n").unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the output to be reopened", || out.exists());
+    let after = ["/b/1", "/b/2"];
+    call(&after);
+    wait_until("the later exchanges", || exchanges_in(&out).len() == 2);
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "apitap did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log.lock().unwrap().clone();
+    assert!(child.wait().unwrap().success(), "{log}");
+    assert_eq!(exchanges_in(&rotated), before, "{log}");
+    assert_eq!(exchanges_in(&out), after, "{log}");
+    assert!(
+        log.contains("keeping the policy and owners in force") && log.contains("no_such_rule"),
+        "{log}"
+    );
+    assert!(log.contains("outputs reopened"), "{log}");
+}

@@ -28,7 +28,7 @@ use apitap_capture::flow::{
 };
 use apitap_capture::source::{Event, PacketSource};
 use apitap_parsers::session::{HttpSession, Shared};
-use apitap_parsers::{ChunkMeta, Exchange, ParserConfig};
+use apitap_parsers::{ChunkMeta, Exchange};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ impl Chain {
 impl FlowHandler for Chain {
     type State = HttpSession;
     fn open(&mut self, flow: &FlowInfo) -> HttpSession {
-        HttpSession::new(ParserConfig::default(), flow.handshake_seen, 0)
+        HttpSession::new(flow.handshake_seen, 0)
     }
     fn classify(&self, p: &[u8]) -> Option<bool> {
         if apitap_parsers::http1::looks_like_request(p) {
@@ -699,55 +699,7 @@ fn a_policy_changes_what_risky_raises() {
 /// A declared spec for the shop host of rest-api: v2 users replaces v1's GET, v1 DELETE is
 /// deprecated, `/api/v1/integrations` is not declared, `sort` is missing from products, and
 /// `/api/v1/wishlist` is declared but never called.
-const SHOP_SPEC: &str = r#"
-openapi: 3.0.3
-info: {title: shop, version: "2.0"}
-servers:
-  - url: http://shop.example.test
-components:
-  parameters:
-    page: {name: page, in: query, schema: {type: integer}}
-    limit: {name: limit, in: query, schema: {type: integer}}
-paths:
-  /health: {get: {responses: {200: {description: ok}}}}
-  /api/v1/auth/login: {post: {}}
-  /api/v1/auth/session: {post: {}}
-  /api/v1/cart: {get: {}, put: {}}
-  /api/v1/users/me: {get: {}}
-  /api/v1/users/{userId}:
-    put: {}
-    patch: {}
-    delete: {deprecated: true}
-  /api/v2/users/{userId}: {get: {operationId: getUserV2}}
-  /api/v1/users/{userId}/orders:
-    get:
-      parameters:
-        - $ref: '#/components/parameters/page'
-        - $ref: '#/components/parameters/limit'
-        - {name: sort, in: query}
-    post: {}
-  /api/v1/users/{userId}/orders/{orderId}: {get: {}}
-  /api/v1/users/{userId}/verification: {post: {}}
-  /api/v1/orders/{orderId}: {get: {}}
-  /api/v1/orders/export:
-    get:
-      parameters: [{name: from, in: query}, {name: to, in: query}]
-  /api/v1/sessions/{sessionId}: {get: {}, delete: {}}
-  /api/v1/newsletter/subscriptions/{email}: {delete: {}}
-  /api/v1/products:
-    get:
-      parameters:
-        - $ref: '#/components/parameters/page'
-        - $ref: '#/components/parameters/limit'
-  /api/v1/products/search:
-    get:
-      parameters: [{name: q, in: query}, {$ref: '#/components/parameters/limit'}]
-  /api/v1/products/{sku}: {get: {}}
-  /api/v1/profiles/{username}: {get: {}}
-  /api/v1/reports/{date}: {get: {}}
-  /api/v1/admin/stats: {get: {}}
-  /api/v1/wishlist: {get: {}}
-"#;
+const SHOP_SPEC: &str = include_str!("data/rest-api.spec.yaml");
 
 #[test]
 fn spec_drift_on_rest_api() {

@@ -146,3 +146,105 @@ fn policy_check_names_the_bad_key() {
         "{err}"
     );
 }
+
+/// A replay with `--spec` reports the drift of the observed API from the declared one as
+/// finding events (once each, whatever the number of workers), and the inventory file carries
+/// each endpoint's risk score, owner and findings with the full findings list.
+#[test]
+fn spec_drift_and_risk_reach_the_outputs_and_the_inventory() {
+    let dir = std::env::temp_dir().join(format!("apitap-fcli-drift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let owners = dir.join("owners.toml");
+    std::fs::write(
+        &owners,
+        "[[owners]]\nteam = \"shop\"\ncontact = \"shop@example.com\"\nhosts = [\"shop.example.test*\"]\n",
+    )
+    .unwrap();
+    let spec = data("rest-api.spec.yaml");
+    for workers in ["1", "2"] {
+        let inv = dir.join(format!("inventory-{workers}.json"));
+        let evs = replay(
+            "rest-api.pcap",
+            &format!("drift{workers}"),
+            &[
+                "--workers",
+                workers,
+                "--spec",
+                spec.to_str().unwrap(),
+                "--owners",
+                owners.to_str().unwrap(),
+                "--inventory",
+                inv.to_str().unwrap(),
+            ],
+        );
+        let mut drift: Vec<String> = evs
+            .iter()
+            .filter(|v| v["type"] == "finding")
+            .filter(|v| {
+                let r = v["rule"].as_str().unwrap();
+                r == "shadow_endpoint" || r == "zombie_endpoint"
+            })
+            .map(|v| {
+                let e = &v["endpoint"];
+                format!(
+                    "{} {} {}",
+                    v["rule"].as_str().unwrap(),
+                    e["method"].as_str().unwrap(),
+                    shape(e["template"].as_str().unwrap())
+                )
+            })
+            .collect();
+        drift.sort();
+        assert_eq!(
+            drift,
+            [
+                "shadow_endpoint GET /api/v1/integrations",
+                "zombie_endpoint DELETE /api/v1/users/{}",
+                "zombie_endpoint GET /api/v1/users/{}",
+            ],
+            "workers {workers}"
+        );
+
+        let doc: Value = serde_json::from_slice(&std::fs::read(&inv).unwrap()).unwrap();
+        let eps = doc["endpoints"].as_array().unwrap();
+        assert!(eps.len() >= 30, "{}", eps.len());
+        let mut scored = 0;
+        for e in eps {
+            let score = e["risk"]["score"].as_u64().unwrap_or_else(|| panic!("{e}"));
+            assert!(score <= 100, "{e}");
+            scored += usize::from(score > 0);
+            let ids = e["findings"].as_array().unwrap();
+            if e["host"].as_str().unwrap().starts_with("shop.example.test") {
+                assert_eq!(e["owner"]["team"], "shop", "{e}");
+            } else {
+                assert!(e["owner"].is_null(), "{e}");
+                assert!(ids.contains(&Value::from("unowned_endpoint")), "{e}");
+            }
+        }
+        assert!(scored > 0, "no endpoint has a risk score above 0");
+        let integ = eps
+            .iter()
+            .find(|e| e["template"] == "/api/v1/integrations" && e["method"] == "GET")
+            .expect("the shadow endpoint in the inventory");
+        assert!(
+            integ["findings"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("shadow_endpoint")),
+            "{integ}"
+        );
+        let listed: BTreeSet<&str> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert!(
+            listed.contains("shadow_endpoint")
+                && listed.contains("zombie_endpoint")
+                && listed.contains("unused_endpoint"),
+            "{listed:?}"
+        );
+    }
+}

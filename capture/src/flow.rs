@@ -23,7 +23,7 @@ use crate::decode::TcpSegment;
 use crate::reassembly::{HalfStream, HeldBudget, ReassemblyConfig, ReassemblyStats, StreamEvent};
 use crate::tunnel::Tunnel;
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// Direction of bytes within a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,12 +37,30 @@ pub enum Direction {
 /// Normalised 5-tuple (TCP implied): the lower (address, port) first, so both directions of a
 /// connection hash alike. The VLAN id and the tunnel scope keep overlapping address spaces
 /// apart.
+///
+/// Stored twice per tracked connection (in the index and in the entry), so it is packed: both
+/// addresses as 16 bytes (IPv4 as IPv4-mapped, told apart by a flag, since both ends of a
+/// connection share the family), 48 bytes against 80 for a pair of `SocketAddr`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    lo: SocketAddr,
-    hi: SocketAddr,
-    vlan: Option<u16>,
+    lo_ip: [u8; 16],
+    hi_ip: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    vlan: u16,
+    /// [`KEY_V4`], [`KEY_VLAN`].
+    flags: u8,
     scope: u64,
+}
+
+const KEY_V4: u8 = 1;
+const KEY_VLAN: u8 = 2;
+
+fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
 }
 
 impl FlowKey {
@@ -54,23 +72,58 @@ impl FlowKey {
 
     /// As [`FlowKey::of`], with the tunnel scope in the key only if `by_tunnel`.
     pub fn of_scoped(seg: &TcpSegment<'_>, by_tunnel: bool) -> (FlowKey, bool) {
-        let a = SocketAddr::new(seg.src, seg.sport);
-        let b = SocketAddr::new(seg.dst, seg.dport);
         let scope = match seg.tunnel {
             Some(t) if by_tunnel => t.scope,
             _ => 0,
         };
-        let from_lo = (a.ip(), a.port()) <= (b.ip(), b.port());
-        let (lo, hi) = if from_lo { (a, b) } else { (b, a) };
+        let from_lo = (seg.src, seg.sport) <= (seg.dst, seg.dport);
+        let (lo, hi) = if from_lo {
+            ((seg.src, seg.sport), (seg.dst, seg.dport))
+        } else {
+            ((seg.dst, seg.dport), (seg.src, seg.sport))
+        };
+        let mut flags = 0;
+        if lo.0.is_ipv4() {
+            flags |= KEY_V4;
+        }
+        if seg.vlan.is_some() {
+            flags |= KEY_VLAN;
+        }
         (
             FlowKey {
-                lo,
-                hi,
-                vlan: seg.vlan,
+                lo_ip: ip_bytes(lo.0),
+                hi_ip: ip_bytes(hi.0),
+                lo_port: lo.1,
+                hi_port: hi.1,
+                vlan: seg.vlan.unwrap_or(0),
+                flags,
                 scope,
             },
             from_lo,
         )
+    }
+
+    fn ip(&self, bytes: [u8; 16]) -> IpAddr {
+        let v6 = Ipv6Addr::from(bytes);
+        match v6.to_ipv4_mapped() {
+            Some(v4) if self.flags & KEY_V4 != 0 => IpAddr::V4(v4),
+            _ => IpAddr::V6(v6),
+        }
+    }
+
+    /// The lower endpoint.
+    fn lo(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(self.lo_ip), self.lo_port)
+    }
+
+    /// The higher endpoint.
+    fn hi(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(self.hi_ip), self.hi_port)
+    }
+
+    /// The VLAN id, if tagged.
+    fn vlan(&self) -> Option<u16> {
+        (self.flags & KEY_VLAN != 0).then_some(self.vlan)
     }
 
     /// A hash that is the same for both directions and independent of the process's hasher
@@ -85,15 +138,14 @@ impl FlowKey {
         if self.scope != 0 {
             h = mix(h, self.scope);
         }
-        for sa in [self.lo, self.hi] {
-            h = mix(h, u64::from(sa.port()));
-            match sa.ip() {
-                IpAddr::V4(v) => h = mix(h, u64::from(u32::from(v))),
-                IpAddr::V6(v) => {
-                    let x = u128::from(v);
-                    h = mix(h, x as u64);
-                    h = mix(h, (x >> 64) as u64);
-                }
+        for (ip, port) in [(self.lo_ip, self.lo_port), (self.hi_ip, self.hi_port)] {
+            h = mix(h, u64::from(port));
+            let x = u128::from_be_bytes(ip);
+            if self.flags & KEY_V4 != 0 {
+                h = mix(h, x as u32 as u64);
+            } else {
+                h = mix(h, x as u64);
+                h = mix(h, (x >> 64) as u64);
             }
         }
         h
@@ -175,6 +227,9 @@ pub trait FlowHandler {
 
 /// Flow table limits.
 ///
+/// The caps are for the whole process: with one table per worker, each table gets its share
+/// ([`FlowConfig::split`]).
+///
 /// ```toml
 /// [flows]
 /// max_flows = 262144          # concurrent connections tracked
@@ -206,6 +261,20 @@ impl Default for FlowConfig {
     }
 }
 
+impl FlowConfig {
+    /// The limits of one of `tables` tables sharing these process-wide ones: each gets
+    /// `ceil(cap / tables)` connections and held out-of-order bytes, so the tables together
+    /// never hold more than the caps (plus rounding) however many workers run. Per-flow limits
+    /// stay as they are.
+    pub fn split(self, tables: usize) -> FlowConfig {
+        let n = tables.max(1);
+        let mut c = self;
+        c.max_flows = self.max_flows.div_ceil(n).max(1);
+        c.reassembly.max_held_bytes_total = self.reassembly.max_held_bytes_total.div_ceil(n);
+        c
+    }
+}
+
 /// Flow-table counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowStats {
@@ -229,6 +298,9 @@ pub struct FlowStats {
     pub midstream: u64,
     /// Packets without payload or SYN for an unknown connection (ignored, no flow created).
     pub untracked_packets: u64,
+    /// RSTs ignored because their sequence number lay outside the receiver's window (RFC 5961
+    /// §3.2: blind injection, or a stale RST); the connection went on.
+    pub rst_out_of_window: u64,
     /// Most connections tracked at once.
     pub peak_flows: u64,
     /// Reassembly counters.
@@ -251,30 +323,68 @@ impl FlowStats {
         self.with_handshake += o.with_handshake;
         self.midstream += o.midstream;
         self.untracked_packets += o.untracked_packets;
+        self.rst_out_of_window += o.rst_out_of_window;
         self.peak_flows += o.peak_flows;
         self.peak_held_bytes += o.peak_held_bytes;
         self.reassembly.add(&o.reassembly);
     }
 }
 
+/// One tracked connection. Everything the handler is told about it ([`FlowInfo`]) is
+/// rebuilt from these fields on demand rather than stored a second time: at a million
+/// connections every byte here is a megabyte.
 struct Entry<S> {
-    info: FlowInfo,
-    /// Whether the key's `lo` side is the client.
-    lo_is_client: bool,
+    key: FlowKey,
+    id: u64,
+    first_ts_us: i64,
+    last_ts_us: i64,
+    /// Out of line: most connections come through no tunnel.
+    tunnel: Option<Box<Tunnel>>,
     /// Client's and server's half streams.
     to_server: HalfStream,
     to_client: HalfStream,
-    last_ts_us: i64,
+    /// Whether the key's `lo` side is the client.
+    lo_is_client: bool,
+    handshake_seen: bool,
     touched: bool,
     rst: bool,
     state: Option<S>,
 }
 
+impl<S> Entry<S> {
+    fn info(&self) -> FlowInfo {
+        let (lo, hi) = (self.key.lo(), self.key.hi());
+        let (client, server) = if self.lo_is_client {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
+        FlowInfo {
+            id: self.id,
+            client,
+            server,
+            vlan: self.key.vlan(),
+            tunnel: self.tunnel.as_deref().copied(),
+            first_ts_us: self.first_ts_us,
+            handshake_seen: self.handshake_seen,
+        }
+    }
+}
+
 /// The flow table.
+///
+/// Connections live in a slab indexed by a `u32`; the hash index maps keys to slots and the
+/// eviction queue holds slot numbers, so neither repeats the entry. The slab and the queue
+/// grow to the peak number of connections and stay there, bounded by the cap.
 pub struct FlowTable<H: FlowHandler> {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, Entry<H::State>>,
-    order: VecDeque<(FlowKey, u64)>,
+    map: HashMap<FlowKey, u32>,
+    slots: Vec<Option<Entry<H::State>>>,
+    /// Slots of closed connections, reused first.
+    free: Vec<u32>,
+    /// Second-chance queue: (slot, low half of the flow id). An element whose id no longer
+    /// matches its slot belongs to a closed connection and is skipped.
+    order: VecDeque<(u32, u32)>,
     next_id: u64,
     budget: HeldBudget,
     last_sweep_us: i64,
@@ -287,9 +397,16 @@ pub struct FlowTable<H: FlowHandler> {
 impl<H: FlowHandler> FlowTable<H> {
     /// An empty table.
     pub fn new(cfg: FlowConfig, handler: H) -> Self {
+        let cfg = FlowConfig {
+            // Slots are numbered by u32.
+            max_flows: cfg.max_flows.clamp(1, u32::MAX as usize),
+            ..cfg
+        };
         FlowTable {
             cfg,
             map: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             order: VecDeque::new(),
             next_id: 0,
             budget: HeldBudget::default(),
@@ -317,14 +434,19 @@ impl<H: FlowHandler> FlowTable<H> {
         self.map.is_empty()
     }
 
+    fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry<H::State>> {
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
     /// Processes one decoded TCP segment captured at `ts_us`.
     pub fn process(&mut self, seg: &TcpSegment<'_>, ts_us: i64) {
         self.now_us = self.now_us.max(ts_us);
         self.maybe_sweep();
         let (key, from_lo) = FlowKey::of_scoped(seg, self.cfg.key_by_tunnel);
+        let mut slot = self.map.get(&key).copied();
         let is_syn = seg.flags.syn && !seg.flags.ack;
-        if is_syn {
-            if let Some(e) = self.map.get(&key) {
+        if let (true, Some(i)) = (is_syn, slot) {
+            if let Some(e) = self.entry_mut(i) {
                 // A fresh SYN (not a retransmission of the one that opened this entry) on a
                 // tuple that carried data or ended starts a new connection.
                 // A SYN with another initial sequence number is a new attempt (port reuse, or a
@@ -333,27 +455,29 @@ impl<H: FlowHandler> FlowTable<H> {
                 let same_isn = e.to_server.offset_of(seg.seq.wrapping_add(1)) == Some(0);
                 let from_client = from_lo == e.lo_is_client;
                 if !same_isn || !from_client {
-                    self.close_key(&key, CloseReason::Reused);
+                    self.close_slot(i, CloseReason::Reused);
+                    slot = None;
                 }
             }
         }
-        let created = !self.map.contains_key(&key);
-        if created {
-            if seg.payload.is_empty() && !seg.flags.syn {
-                // A bare ACK/FIN/RST of a connection we do not track: nothing to learn, and
-                // creating flows for them would let a scan fill the table.
-                self.stats.untracked_packets += 1;
-                return;
+        let created = slot.is_none();
+        let slot = match slot {
+            Some(i) => i,
+            None => {
+                if seg.payload.is_empty() && !seg.flags.syn {
+                    // A bare ACK/FIN/RST of a connection we do not track: nothing to learn, and
+                    // creating flows for them would let a scan fill the table.
+                    self.stats.untracked_packets += 1;
+                    return;
+                }
+                self.create(key, from_lo, seg, ts_us)
             }
-            self.create(key, from_lo, seg, ts_us);
-        }
+        };
         let cfg = self.cfg.reassembly;
-        let Some(e) = self.map.get_mut(&key) else {
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        e.last_ts_us = ts_us;
-        // Eviction's second chance is for flows active after they were queued.
-        e.touched |= !created;
+        let info = e.info();
         let dir = if from_lo == e.lo_is_client {
             Direction::ToServer
         } else {
@@ -363,12 +487,19 @@ impl<H: FlowHandler> FlowTable<H> {
             Direction::ToServer => (&mut e.to_server, &mut e.to_client),
             Direction::ToClient => (&mut e.to_client, &mut e.to_server),
         };
+        if seg.flags.rst && !this.rst_acceptable(seg.seq) {
+            // Not even the timestamp: a blind attacker must not keep a connection alive.
+            self.stats.rst_out_of_window += 1;
+            return;
+        }
+        e.last_ts_us = ts_us;
+        // Eviction's second chance is for flows active after they were queued.
+        e.touched |= !created;
         let peer_ack = if seg.flags.ack {
             peer.peer_ack(seg.ack)
         } else {
             None
         };
-        let info = e.info;
         let handler = &mut self.handler;
         let stats = &mut self.stats.reassembly;
         let budget = &mut self.budget;
@@ -400,13 +531,13 @@ impl<H: FlowHandler> FlowTable<H> {
         }
         let finished = e.to_server.finished() && e.to_client.finished();
         if e.rst {
-            self.close_key(&key, CloseReason::Rst);
+            self.close_slot(slot, CloseReason::Rst);
         } else if finished {
-            self.close_key(&key, CloseReason::Fin);
+            self.close_slot(slot, CloseReason::Fin);
         }
     }
 
-    fn create(&mut self, key: FlowKey, from_lo: bool, seg: &TcpSegment<'_>, ts_us: i64) {
+    fn create(&mut self, key: FlowKey, from_lo: bool, seg: &TcpSegment<'_>, ts_us: i64) -> u32 {
         if self.map.len() >= self.cfg.max_flows {
             self.evict_one();
         }
@@ -417,21 +548,20 @@ impl<H: FlowHandler> FlowTable<H> {
         } else {
             seg.sport > seg.dport
         };
-        let lo_is_client = from_lo == sender_is_client;
-        let (client, server) = if lo_is_client {
-            (key.lo, key.hi)
-        } else {
-            (key.hi, key.lo)
-        };
         self.next_id += 1;
-        let info = FlowInfo {
+        let e = Entry {
+            key,
             id: self.next_id,
-            client,
-            server,
-            vlan: key.vlan,
-            tunnel: seg.tunnel,
             first_ts_us: ts_us,
+            last_ts_us: ts_us,
+            tunnel: seg.tunnel.map(Box::new),
+            to_server: HalfStream::default(),
+            to_client: HalfStream::default(),
+            lo_is_client: from_lo == sender_is_client,
             handshake_seen: seg.flags.syn,
+            touched: false,
+            rst: false,
+            state: None,
         };
         self.stats.flows_created += 1;
         if seg.flags.syn {
@@ -439,48 +569,53 @@ impl<H: FlowHandler> FlowTable<H> {
         } else {
             self.stats.midstream += 1;
         }
+        let info = e.info();
         let state = self.handler.open(&info);
-        self.map.insert(
-            key,
-            Entry {
-                info,
-                lo_is_client,
-                to_server: HalfStream::default(),
-                to_client: HalfStream::default(),
-                last_ts_us: ts_us,
-                touched: false,
-                rst: false,
-                state: Some(state),
-            },
-        );
-        self.order.push_back((key, info.id));
+        let e = Entry {
+            state: Some(state),
+            ..e
+        };
+        let slot = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = Some(e);
+                }
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, slot);
+        self.order.push_back((slot, info.id as u32));
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
         // Stale queue entries of closed flows are skipped lazily; keep them from piling up.
         if self.order.len() > 2 * self.map.len() + 1024 {
-            let map = &self.map;
-            self.order
-                .retain(|(k, id)| map.get(k).is_some_and(|e| e.info.id == *id));
+            let slots = &self.slots;
+            self.order.retain(|&(i, id)| live(slots, i, id));
         }
+        slot
     }
 
     fn evict_one(&mut self) {
         // Second chance: a flow touched since it was last queued goes to the back once.
         for _ in 0..2 * self.order.len() + 1 {
-            let Some((k, id)) = self.order.pop_front() else {
+            let Some((i, id)) = self.order.pop_front() else {
                 return;
             };
-            let Some(e) = self.map.get_mut(&k) else {
+            if !live(&self.slots, i, id) {
+                continue;
+            }
+            let Some(e) = self.entry_mut(i) else {
                 continue;
             };
-            if e.info.id != id {
-                continue;
-            }
             if e.touched {
                 e.touched = false;
-                self.order.push_back((k, id));
+                self.order.push_back((i, id));
                 continue;
             }
-            self.close_key(&k, CloseReason::Evicted);
+            self.close_slot(i, CloseReason::Evicted);
             return;
         }
     }
@@ -496,30 +631,32 @@ impl<H: FlowHandler> FlowTable<H> {
         }
         self.last_sweep_us = self.now_us;
         let deadline = self.now_us - self.cfg.idle_timeout_us;
-        let idle: Vec<FlowKey> = self
-            .map
+        let idle: Vec<u32> = self
+            .slots
             .iter()
-            .filter(|(_, e)| e.last_ts_us < deadline)
-            .map(|(k, _)| *k)
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|e| e.last_ts_us < deadline))
+            .map(|(i, _)| i as u32)
             .collect();
-        for k in idle {
-            self.close_key(&k, CloseReason::Idle);
+        for i in idle {
+            self.close_slot(i, CloseReason::Idle);
         }
     }
 
     /// Closes every connection (end of input).
     pub fn close_all(&mut self) {
-        let keys: Vec<FlowKey> = self.map.keys().copied().collect();
-        for k in keys {
-            self.close_key(&k, CloseReason::Shutdown);
+        for i in 0..self.slots.len() {
+            self.close_slot(i as u32, CloseReason::Shutdown);
         }
         self.order.clear();
     }
 
-    fn close_key(&mut self, key: &FlowKey, reason: CloseReason) {
-        let Some(mut e) = self.map.remove(key) else {
+    fn close_slot(&mut self, slot: u32, reason: CloseReason) {
+        let Some(mut e) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
+        self.map.remove(&e.key);
+        self.free.push(slot);
         match reason {
             CloseReason::Fin => self.stats.closed_fin += 1,
             CloseReason::Rst => self.stats.closed_rst += 1,
@@ -528,7 +665,7 @@ impl<H: FlowHandler> FlowTable<H> {
             CloseReason::Reused => self.stats.closed_reused += 1,
             CloseReason::Shutdown => self.stats.closed_shutdown += 1,
         }
-        let info = e.info;
+        let info = e.info();
         let handler = &mut self.handler;
         let stats = &mut self.stats.reassembly;
         let budget = &mut self.budget;
@@ -543,6 +680,14 @@ impl<H: FlowHandler> FlowTable<H> {
         });
         handler.close(state, &info, reason);
     }
+}
+
+/// Whether queue element (`slot`, `id`) still names the connection in `slot`.
+fn live<S>(slots: &[Option<Entry<S>>], slot: u32, id: u32) -> bool {
+    slots
+        .get(slot as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|e| e.id as u32 == id)
 }
 
 fn emit<H: FlowHandler>(
@@ -810,6 +955,163 @@ mod tests {
         t.process(&seg(5556, 80, 1, 0, "S", b""), 1);
         assert_eq!(t.handler.0, [s.tunnel, None]);
         assert_eq!(t.handler.0[0].and_then(|x| x.id), Some(77));
+    }
+
+    #[test]
+    fn rst_outside_the_window_is_ignored_and_counted() {
+        // RFC 5961 §3.2: only a RST at (or, passively, near) the next expected byte resets.
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        t.process(&seg(5555, 80, 100, 0, "S", b""), 1);
+        t.process(&seg(80, 5555, 900, 101, "SA", b""), 2);
+        t.process(&seg(5555, 80, 101, 901, "A", b"GET /"), 3);
+        // a gigabyte ahead of the client's stream
+        t.process(&seg(5555, 80, 106 + (1 << 30), 0, "R", b""), 4);
+        // before the server's stream began (an old RST, or a guess)
+        t.process(&seg(80, 5555, 900u32.wrapping_sub(100_000), 0, "R", b""), 5);
+        // beyond any window the server's stream has shown, FIN and data riding along
+        t.process(&seg(80, 5555, 901 + 200_000, 0, "RF", b"HTTP/1.1 500"), 6);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.stats().rst_out_of_window, 3);
+        assert_eq!(t.stats().closed_rst, 0);
+        t.process(&seg(80, 5555, 901, 106, "A", b"HTTP/1.1 200"), 7);
+        // exactly the next expected byte: the connection ends, with everything it carried
+        t.process(&seg(5555, 80, 106, 913, "R", b""), 8);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().closed_rst, 1);
+        assert_eq!(
+            t.handler.log,
+            ["1 10.0.0.1:5555->10.0.0.2:80 Rst c:GET / s:HTTP/1.1 200"]
+        );
+    }
+
+    #[test]
+    fn rst_within_the_estimated_window_or_answering_a_syn_resets() {
+        // The sensor's idea of the receiver's next byte is approximate: a RST a little ahead
+        // of what it saw (bytes the mirror lost) still resets.
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        t.process(&seg(5555, 80, 100, 0, "S", b""), 1);
+        t.process(&seg(80, 5555, 900, 101, "SA", b""), 2);
+        t.process(&seg(5555, 80, 101, 901, "A", b"GET /"), 3);
+        t.process(&seg(5555, 80, 106 + 3000, 901, "RA", b""), 4);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().closed_rst, 1);
+        // A closed port: the server never sent a byte, so there is no window to hold its
+        // RST to.
+        t.process(&seg(5556, 80, 100, 0, "S", b""), 5);
+        t.process(&seg(80, 5556, 0, 101, "RA", b""), 6);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().closed_rst, 2);
+        assert_eq!(t.stats().rst_out_of_window, 0);
+    }
+
+    #[test]
+    fn rst_answering_an_unacceptable_ack_resets() {
+        // A stale ACK answers a SYN (an old connection on the same tuple); the client resets
+        // with exactly that ACK number (RFC 9293 §3.10.7.3), then retries with the same SYN.
+        // Refusing that RST would keep the stale ACK's sequence numbers for the server's
+        // side, and the real connection's response would look like a gap (a Suricata
+        // corpus capture, tls-subjectaltname, has this).
+        let mut t = FlowTable::new(FlowConfig::default(), Rec::default());
+        t.process(&seg(5555, 80, 100, 0, "S", b""), 1);
+        t.process(&seg(80, 5555, 7_000_000, 3_000_000, "A", b""), 2);
+        t.process(&seg(5555, 80, 3_000_000, 3_000_000, "R", b""), 3);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().rst_out_of_window, 0);
+        t.process(&seg(5555, 80, 100, 0, "S", b""), 4);
+        t.process(&seg(80, 5555, 900, 101, "SA", b""), 5);
+        t.process(&seg(5555, 80, 101, 901, "A", b"GET /"), 6);
+        t.process(&seg(80, 5555, 901, 106, "A", b"HTTP/1.1 200"), 7);
+        t.process(&seg(5555, 80, 106, 913, "F", b""), 8);
+        t.process(&seg(80, 5555, 913, 107, "F", b""), 9);
+        assert_eq!(
+            t.handler.log.last().map(String::as_str),
+            Some("2 10.0.0.1:5555->10.0.0.2:80 Fin c:GET / s:HTTP/1.1 200")
+        );
+    }
+
+    #[test]
+    fn caps_split_across_tables() {
+        let c = FlowConfig {
+            max_flows: 5000,
+            ..FlowConfig::default()
+        };
+        assert_eq!(c.split(3).max_flows, 1667);
+        assert_eq!(c.split(1), c);
+        assert_eq!(c.split(0), c);
+        assert_eq!(
+            c.split(2).reassembly.max_held_bytes_total,
+            c.reassembly.max_held_bytes_total / 2
+        );
+        assert_eq!(c.split(9000).max_flows, 1);
+    }
+
+    #[test]
+    fn packed_keys_give_back_addresses_and_vlan() {
+        let v6 = |n| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n));
+        let mut s = seg(5555, 80, 1, 0, "A", b"GET /");
+        s.src = v6(1);
+        s.dst = v6(2);
+        s.vlan = Some(0);
+        let mut t = FlowTable::new(FlowConfig::default(), Opened::default());
+        t.process(&s, 1);
+        // IPv4 and its IPv4-mapped IPv6 form are different connections
+        let mapped = |a: Ipv4Addr| IpAddr::V6(a.to_ipv6_mapped());
+        let mut m = seg(5555, 80, 1, 0, "A", b"GET /");
+        m.src = mapped(Ipv4Addr::new(10, 0, 0, 1));
+        m.dst = mapped(Ipv4Addr::new(10, 0, 0, 2));
+        t.process(&m, 1);
+        t.process(&seg(5555, 80, 1, 0, "A", b"GET /"), 1);
+        assert_eq!(t.len(), 3);
+        t.close_all();
+        let got: Vec<(SocketAddr, SocketAddr, Option<u16>)> = t
+            .handler
+            .0
+            .iter()
+            .map(|f| (f.client, f.server, f.vlan))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    SocketAddr::new(v6(1), 5555),
+                    SocketAddr::new(v6(2), 80),
+                    Some(0)
+                ),
+                (
+                    SocketAddr::new(m.src, 5555),
+                    SocketAddr::new(m.dst, 80),
+                    None
+                ),
+                (
+                    "10.0.0.1:5555".parse().unwrap(),
+                    "10.0.0.2:80".parse().unwrap(),
+                    None
+                ),
+            ]
+        );
+    }
+
+    #[derive(Default)]
+    struct Opened(Vec<FlowInfo>);
+    impl FlowHandler for Opened {
+        type State = ();
+        fn open(&mut self, f: &FlowInfo) {
+            self.0.push(*f);
+        }
+        fn classify(&self, p: &[u8]) -> Option<bool> {
+            Some(p.starts_with(b"GET "))
+        }
+        fn data(&mut self, _: &mut (), _: &FlowInfo, _: Direction, _: &[u8], _: ChunkInfo) {}
+        fn gap(&mut self, _: &mut (), _: &FlowInfo, _: Direction, _: u64) {}
+        fn close(&mut self, _: (), _: &FlowInfo, _: CloseReason) {}
+    }
+
+    #[test]
+    fn per_connection_state_stays_small() {
+        // At a million connections each byte here is a megabyte (issue #9).
+        assert_eq!(std::mem::size_of::<FlowKey>(), 48);
+        assert!(std::mem::size_of::<HalfStream>() <= 56);
+        assert!(std::mem::size_of::<Entry<()>>() <= 200);
     }
 
     #[test]

@@ -161,19 +161,50 @@ struct Held {
     missing_tail: u64,
 }
 
+/// Out-of-order segments of one direction, keyed by stream offset.
+#[derive(Debug, Default)]
+struct HeldStore {
+    segs: BTreeMap<u64, Held>,
+    bytes: usize,
+}
+
+/// Smallest receive window assumed when judging a RST: the largest window a peer can offer
+/// without window scaling (RFC 9293 §3.1), so that a short connection's RST is not refused
+/// because little was in flight yet.
+const RST_WINDOW_MIN: u64 = 1 << 16;
+/// Largest receive window TCP allows (RFC 7323 §2.3).
+const RST_WINDOW_MAX: u64 = 1 << 30;
+
 /// One direction of a TCP connection being reassembled.
+///
+/// Kept small, as a flow table holds two per connection: the out-of-order store lives out of
+/// line and exists only while something is held (most streams never hold anything).
 #[derive(Debug, Default)]
 pub struct HalfStream {
     map: Option<SeqMapper>,
     next: u64,
-    held: BTreeMap<u64, Held>,
-    held_bytes: usize,
-    fin: Option<u64>,
+    held: Option<Box<HeldStore>>,
+    /// Stream offset of the FIN plus one; 0 while none was seen (kept as a plain integer to
+    /// keep the struct small: see `fin()`).
+    fin_p1: u64,
     peer_acked: u64,
     stall: u32,
+    /// Most bytes of this direction seen ahead of the peer's acknowledgement: a lower bound
+    /// of the receiver's window, which the sensor cannot read (scaling is negotiated in
+    /// options it does not track).
+    flight: u32,
+    /// The peer's last acknowledgement number as sent, mapped or not: a TCP answering a
+    /// segment it cannot accept (an ACK that acknowledges nothing it sent, say a stale one
+    /// before its SYN is answered) resets with exactly that number (RFC 9293 §3.10.7.3).
+    peer_ack_raw: Option<u32>,
 }
 
 impl HalfStream {
+    /// Stream offset of the FIN, if one was seen.
+    fn fin(&self) -> Option<u64> {
+        self.fin_p1.checked_sub(1)
+    }
+
     /// Whether any segment of this direction has been seen.
     pub fn started(&self) -> bool {
         self.map.is_some()
@@ -186,12 +217,44 @@ impl HalfStream {
 
     /// Bytes currently held out of order.
     pub fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.held.as_ref().map_or(0, |h| h.bytes)
+    }
+
+    /// Offset of the first segment held out of order.
+    fn first_held(&self) -> Option<u64> {
+        self.held
+            .as_ref()
+            .and_then(|h| h.segs.first_key_value())
+            .map(|(&k, _)| k)
+    }
+
+    /// Whether a RST of this direction carrying `seq` may reset the connection (RFC 5961
+    /// §3.2). A receiver takes a RST only at exactly its next expected sequence number; the
+    /// sensor knows that number only roughly (its own next byte, the receiver's ACKs), so it
+    /// accepts a RST within one receive window of it either way, the window estimated from
+    /// the bytes seen in flight, and refuses the rest: a blind attacker must then guess the
+    /// window, not just the 4-tuple. A direction with no segment seen yet has no window to
+    /// check against (a RST answering a SYN) and accepts. A RST carrying exactly the peer's
+    /// last acknowledgement number is the answer to an unacceptable segment and is taken
+    /// whatever its distance: an attacker who sees the ACKs could forge any RST anyway.
+    pub fn rst_acceptable(&self, seq: u32) -> bool {
+        if self.peer_ack_raw == Some(seq) {
+            return true;
+        }
+        let Some(map) = self.map else {
+            return true;
+        };
+        let Some(off) = map.offset(SeqNum(seq), self.next) else {
+            return false;
+        };
+        let expected = self.next.max(self.peer_acked);
+        let window = u64::from(self.flight).clamp(RST_WINDOW_MIN, RST_WINDOW_MAX);
+        off.abs_diff(expected) <= window
     }
 
     /// Whether the FIN was seen and everything before it delivered.
     pub fn finished(&self) -> bool {
-        self.fin.is_some_and(|f| self.next >= f)
+        self.fin().is_some_and(|f| self.next >= f)
     }
 
     /// Maps a sequence number of this direction to a stream offset (for the peer's ACKs).
@@ -202,6 +265,7 @@ impl HalfStream {
     /// The peer acknowledged this direction up to `seq`. Only remembered here; the hole check
     /// runs in [`HalfStream::tick`]. Returns the acknowledged stream offset, if it maps.
     pub fn peer_ack(&mut self, seq: u32) -> Option<u64> {
+        self.peer_ack_raw = Some(seq);
         let off = self.offset_of(seq)?;
         // An ACK far beyond anything plausible is noise (or an attack); ignore it.
         if off > self.peer_acked && off <= self.next + (1 << 30) {
@@ -237,14 +301,16 @@ impl HalfStream {
             return;
         };
         let end = start + wire_len;
-        if fin && self.fin.is_none() {
-            self.fin = Some(end);
+        if fin && self.fin().is_none() {
+            self.fin_p1 = end + 1;
         }
         if wire_len == 0 {
             return;
         }
         stats.segments += 1;
-        if let Some(f) = self.fin {
+        let ahead = end.saturating_sub(self.peer_acked).min(RST_WINDOW_MAX);
+        self.flight = self.flight.max(ahead as u32);
+        if let Some(f) = self.fin() {
             if start >= f {
                 stats.after_fin_bytes += wire_len;
                 return;
@@ -286,14 +352,16 @@ impl HalfStream {
         out: &mut dyn FnMut(StreamEvent<'_>),
     ) {
         let end = start + payload.len() as u64;
+        let none = BTreeMap::new();
+        let held = self.held.as_ref().map_or(&none, |h| &h.segs);
         // Work out which sub-ranges of [start, end) no held segment covers yet.
         let mut pieces: Vec<(u64, u64)> = Vec::new();
         let mut cursor = start;
-        if let Some((&k, h)) = self.held.range(..start).next_back() {
+        if let Some((&k, h)) = held.range(..start).next_back() {
             cursor = cursor.max(k + h.data.len() as u64);
         }
         let mut overlapped = cursor > start;
-        for (&k, h) in self.held.range(start..end) {
+        for (&k, h) in held.range(start..end) {
             if k > cursor {
                 pieces.push((cursor, k));
             } else {
@@ -315,8 +383,8 @@ impl HalfStream {
             return;
         }
         let new_bytes: usize = pieces.iter().map(|(a, b)| (b - a) as usize).sum();
-        let flow_full = self.held_bytes + new_bytes > cfg.max_held_bytes_per_flow
-            || self.held.len() + pieces.len() > cfg.max_held_segments_per_flow;
+        let flow_full = self.held_bytes() + new_bytes > cfg.max_held_bytes_per_flow
+            || held.len() + pieces.len() > cfg.max_held_segments_per_flow;
         let global_full = budget.used + new_bytes > cfg.max_held_bytes_total;
         if flow_full || global_full {
             if flow_full {
@@ -337,18 +405,19 @@ impl HalfStream {
             return;
         }
         let n = pieces.len();
+        let store = self.held.get_or_insert_with(Box::default);
         for (i, (a, b)) in pieces.into_iter().enumerate() {
             let lo = (a - start) as usize;
             let hi = (b - start) as usize;
             let data = payload[lo..hi].to_vec();
-            self.held_bytes += data.len();
+            store.bytes += data.len();
             budget.used += data.len();
             let tail = if i + 1 == n && b == end {
                 missing_tail
             } else {
                 0
             };
-            self.held.insert(
+            store.segs.insert(
                 a,
                 Held {
                     data,
@@ -415,13 +484,18 @@ impl HalfStream {
         budget: &mut HeldBudget,
         out: &mut dyn FnMut(StreamEvent<'_>),
     ) {
-        while let Some(entry) = self.held.first_entry() {
+        while let Some(store) = self.held.as_mut() {
+            let Some(entry) = store.segs.first_entry() else {
+                // Drained: give the store back rather than keep an empty one per stream.
+                self.held = None;
+                break;
+            };
             if *entry.key() > self.next {
                 break;
             }
             let k = *entry.key();
             let h = entry.remove();
-            self.held_bytes -= h.data.len();
+            store.bytes -= h.data.len();
             budget.used = budget.used.saturating_sub(h.data.len());
             let end = k + h.data.len() as u64;
             if end + h.missing_tail <= self.next {
@@ -448,7 +522,7 @@ impl HalfStream {
         budget: &mut HeldBudget,
         out: &mut dyn FnMut(StreamEvent<'_>),
     ) {
-        while let Some((&k, _)) = self.held.first_key_value() {
+        while let Some(k) = self.first_held() {
             if k > self.next {
                 self.gap(k - self.next, reason, stats, out);
             }
@@ -473,7 +547,7 @@ impl HalfStream {
         if self.stall <= cfg.reorder_tolerance {
             return;
         }
-        let first_held = self.held.keys().next().copied().unwrap_or(u64::MAX);
+        let first_held = self.first_held().unwrap_or(u64::MAX);
         let upto = self.peer_acked.min(first_held);
         if upto > self.next {
             self.gap(upto - self.next, GapReason::Acked, stats, out);
@@ -490,8 +564,10 @@ impl HalfStream {
     ) {
         self.flush(GapReason::Close, stats, budget, out);
         // Bytes acknowledged by the peer but never seen at the end of the stream.
-        if self.peer_acked > self.next && self.fin.is_none_or(|f| self.next < f) {
-            let upto = self.fin.map_or(self.peer_acked, |f| f.min(self.peer_acked));
+        if self.peer_acked > self.next && self.fin().is_none_or(|f| self.next < f) {
+            let upto = self
+                .fin()
+                .map_or(self.peer_acked, |f| f.min(self.peer_acked));
             if upto > self.next {
                 self.gap(upto - self.next, GapReason::Close, stats, out);
             }
@@ -726,6 +802,35 @@ mod tests {
         h.seg(4, b"late");
         assert_eq!(h.text(), "bye");
         assert_eq!(h.stats.after_fin_bytes, 4);
+    }
+
+    #[test]
+    fn rst_window_follows_the_stream_across_the_wrap() {
+        let mut h = H::new();
+        let isn = u32::MAX - 3;
+        h.seg_full(isn, true, false, b"", 0);
+        h.seg(isn.wrapping_add(1), b"abcdef");
+        let next = isn.wrapping_add(7);
+        assert!(h.s.rst_acceptable(next));
+        assert!(h.s.rst_acceptable(next.wrapping_add(60_000)));
+        assert!(h.s.rst_acceptable(next.wrapping_sub(6)));
+        assert!(!h.s.rst_acceptable(next.wrapping_add(70_000)));
+        assert!(!h.s.rst_acceptable(next.wrapping_add(1 << 31)));
+        // before the stream's first byte
+        assert!(!h.s.rst_acceptable(isn.wrapping_sub(10)));
+        // nothing seen of a direction: nothing to hold its RST to
+        assert!(HalfStream::default().rst_acceptable(12345));
+    }
+
+    #[test]
+    fn rst_window_grows_with_what_was_in_flight() {
+        let mut h = H::new();
+        h.seg_full(0, true, false, b"", 0);
+        h.s.peer_ack(1);
+        h.seg(1, &[b'x'; 200_000]);
+        // 200 kB unacknowledged: the receiver's window is at least that
+        assert!(h.s.rst_acceptable(1 + 200_000 + 150_000));
+        assert!(!h.s.rst_acceptable(1 + 200_000 + 250_000));
     }
 
     #[test]

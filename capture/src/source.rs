@@ -177,6 +177,79 @@ fn open_file(path: &Path) -> Result<pcap::Capture<pcap::Offline>, SourceError> {
     })
 }
 
+fn is_regular(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+}
+
+/// How long a piped capture may be silent before the reader reports [`Event::Idle`].
+const PIPE_IDLE_MS: u64 = 500;
+
+/// Reads a piped capture on a thread and hands its frames to `f` (a copy each, into buffers
+/// that are recycled), and [`Event::Idle`] after every [`PIPE_IDLE_MS`] of silence. Returns
+/// false when `stop` ended it first; the reader thread then stays blocked in its read until
+/// the process ends, which is harmless.
+fn stream(
+    mut c: pcap::Capture<pcap::Offline>,
+    linktype: i32,
+    stop: &std::sync::atomic::AtomicBool,
+    f: &mut impl FnMut(Event<'_>),
+) -> bool {
+    use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+    struct Rec {
+        ts_us: i64,
+        wire_len: u32,
+        data: Vec<u8>,
+    }
+    let (tx, rx) = sync_channel::<Option<Rec>>(1024);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(1024);
+    let spawned = std::thread::Builder::new()
+        .name("apitap-pipe".into())
+        .spawn(move || loop {
+            match c.next_packet() {
+                Ok(p) => {
+                    let mut data = free_rx.try_recv().unwrap_or_default();
+                    data.clear();
+                    data.extend_from_slice(p.data);
+                    let h = p.header;
+                    let r = Rec {
+                        ts_us: h.ts.tv_sec * 1_000_000 + h.ts.tv_usec,
+                        wire_len: h.len,
+                        data,
+                    };
+                    if tx.send(Some(r)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = tx.send(None);
+                    return;
+                }
+            }
+        });
+    if spawned.is_err() {
+        return true;
+    }
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(PIPE_IDLE_MS)) {
+            Ok(Some(r)) => {
+                f(Event::Frame(Frame {
+                    ts_us: r.ts_us,
+                    linktype,
+                    data: &r.data,
+                    wire_len: r.wire_len,
+                    tunnel: None,
+                }));
+                let _ = free_tx.try_send(r.data);
+            }
+            Ok(None) | Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) => f(Event::Idle),
+        }
+    }
+}
+
 /// The capture devices libpcap can open, as `name (description)`.
 pub fn list_devices() -> Vec<String> {
     pcap::Device::list()
@@ -343,8 +416,8 @@ impl PacketSource {
     }
 
     /// Reads frames until the input ends (files) or `stop` is set, handing each to `f`. For
-    /// live capture, `f` also gets [`Event::Idle`] whenever a read times out with no packet, so
-    /// the caller can expire flows and report while the wire is quiet.
+    /// live capture and piped files, `f` also gets [`Event::Idle`] whenever a read times out
+    /// with no packet, so the caller can expire flows and report while the input is quiet.
     pub fn run(
         &mut self,
         stop: &std::sync::atomic::AtomicBool,
@@ -353,23 +426,34 @@ impl PacketSource {
         use std::sync::atomic::Ordering;
         match &mut self.inner {
             Inner::Files { paths, next, cap } => {
-                while let Some(c) = cap.as_mut() {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    match c.next_packet() {
-                        Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
-                        // End of this file; a damaged last record (a capture cut short) ends it too.
-                        Err(_) => {
-                            if *next >= paths.len() {
-                                *cap = None;
-                            } else {
-                                let c2 = open_file(&paths[*next])?;
-                                *next += 1;
-                                self.linktype = c2.get_datalink().0;
-                                *cap = Some(c2);
+                while let Some(mut c) = cap.take() {
+                    // A pipe or FIFO (`tcpdump -w - | apitap replay /dev/stdin`) can go quiet
+                    // for any length of time: it is read on a thread, so that a stop and the
+                    // idle work still happen. Regular files are read here, without a copy.
+                    let finished = if is_regular(&paths[*next - 1]) {
+                        loop {
+                            if stop.load(Ordering::Relaxed) {
+                                *cap = Some(c);
+                                return Ok(());
+                            }
+                            match c.next_packet() {
+                                Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
+                                // End of the file; a damaged last record (a capture cut
+                                // short) ends it too.
+                                Err(_) => break true,
                             }
                         }
+                    } else {
+                        stream(c, self.linktype, stop, &mut f)
+                    };
+                    if !finished {
+                        return Ok(());
+                    }
+                    if *next < paths.len() {
+                        let c2 = open_file(&paths[*next])?;
+                        *next += 1;
+                        self.linktype = c2.get_datalink().0;
+                        *cap = Some(c2);
                     }
                 }
                 Ok(())

@@ -45,31 +45,51 @@ impl AppProtocol {
 /// Bytes kept while a connection's protocol is undecided (a first segment of one byte, `GE`…).
 const DETECT_MAX: usize = 256;
 
+/// Each direction's first bytes and their metadata, held until they say enough.
+type Held = [Option<(Vec<u8>, ChunkMeta)>; 2];
+
+/// Every variant's state is out of line, so that a session costs a few words until its
+/// connection carries something (a SYN flood or a table of half-open connections is mostly
+/// sessions that never will).
 #[derive(Debug)]
 enum Proto {
-    /// Undecided; holds each direction's first bytes and their metadata until they say enough.
-    Detect([Option<(Vec<u8>, ChunkMeta)>; 2]),
+    /// Undecided; `None` until a first byte is held.
+    Detect(Option<Box<Held>>),
     Http1(Box<Http1Conn>),
     Http2(Box<Http2Conn>),
     Opaque(AppProtocol),
 }
 
-/// What the connections of one worker learn from each other.
+/// What the connections of one worker share: their limits, their counters, and what they
+/// learn from each other. One per worker rather than a copy per connection, which at a
+/// million connections would be hundreds of megabytes of identical limits and mostly-zero
+/// counters.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// Parser limits.
+    pub cfg: ParserConfig,
+    /// Counters of every connection so far, closed or not.
+    pub stats: ParserStats,
     /// Response sizes per (server, method, target), for pairing on lossy pipelined connections.
     pub sizes: SizeModels,
+}
+
+impl Shared {
+    /// State for the connections of one worker, parsed under `cfg`.
+    pub fn new(cfg: ParserConfig) -> Self {
+        Shared {
+            cfg,
+            ..Shared::default()
+        }
+    }
 }
 
 /// The application layer of one TCP connection.
 #[derive(Debug)]
 pub struct HttpSession {
-    cfg: ParserConfig,
     from_start: bool,
     scope: u64,
     proto: Proto,
-    /// This connection's counters.
-    pub stats: ParserStats,
 }
 
 fn is_tls_record(d: &[u8]) -> bool {
@@ -90,14 +110,13 @@ fn is_preface_start(d: &[u8]) -> bool {
 impl HttpSession {
     /// A session. `from_start`: the connection's handshake was captured, so its first payload
     /// bytes are the first bytes of the application protocol. `scope` identifies the server
-    /// (e.g. a hash of its address) for what connections learn from each other.
-    pub fn new(cfg: ParserConfig, from_start: bool, scope: u64) -> Self {
+    /// (e.g. a hash of its address) for what connections learn from each other. Limits and
+    /// counters are the worker's, in the [`Shared`] every call takes.
+    pub fn new(from_start: bool, scope: u64) -> Self {
         HttpSession {
-            cfg,
             from_start,
             scope,
-            proto: Proto::Detect([None, None]),
-            stats: ParserStats::default(),
+            proto: Proto::Detect(None),
         }
     }
 
@@ -113,12 +132,13 @@ impl HttpSession {
 
     /// Decides the protocol from the first bytes of `dir`; `None` while they could still be the
     /// start of something recognisable.
-    fn decide(&mut self, dir: Direction, data: &[u8]) -> Option<Proto> {
+    fn decide(&mut self, dir: Direction, data: &[u8], shared: &mut Shared) -> Option<Proto> {
+        let cfg = shared.cfg;
         let first_line = data.split(|&b| b == b'\n').next().unwrap_or(data);
         let line_complete = first_line.len() < data.len();
         let h1 = || {
             Some(Proto::Http1(Box::new(Http1Conn::new(
-                self.cfg,
+                cfg,
                 self.from_start,
                 self.scope,
             ))))
@@ -128,7 +148,7 @@ impl HttpSession {
                 if data.len() < PREFACE.len().min(8) {
                     return None;
                 }
-                return Some(Proto::Http2(Box::new(Http2Conn::new(self.cfg))));
+                return Some(Proto::Http2(Box::new(Http2Conn::new(cfg))));
             }
             Direction::ToServer if looks_like_request(data) => return h1(),
             Direction::ToClient if looks_like_response(data) && data.len() >= 5 => return h1(),
@@ -138,7 +158,7 @@ impl HttpSession {
             return Some(Proto::Opaque(AppProtocol::Tls));
         }
         if looks_like_frames(data) {
-            return Some(Proto::Http2(Box::new(Http2Conn::midstream(self.cfg))));
+            return Some(Proto::Http2(Box::new(Http2Conn::midstream(cfg))));
         }
         // A request line too odd for the quick check but ending in an HTTP/1 version
         // (`OPTIONSHTTP/1.1`, a target with spaces): the HTTP/1 parser copes.
@@ -154,10 +174,10 @@ impl HttpSession {
         }
         if !self.from_start {
             return Some(Proto::Http1(Box::new(Http1Conn::new(
-                self.cfg, false, self.scope,
+                cfg, false, self.scope,
             ))));
         }
-        self.stats.unknown_protocol += 1;
+        shared.stats.unknown_protocol += 1;
         Some(Proto::Opaque(AppProtocol::Unknown))
     }
 
@@ -174,22 +194,22 @@ impl HttpSession {
         let Proto::Detect(held) = &mut self.proto else {
             return;
         };
-        let slot = &mut held[dir as usize];
-        let (bytes, first_meta) = match slot.take() {
+        let slot = held.as_mut().and_then(|h| h[dir as usize].take());
+        let (bytes, first_meta) = match slot {
             Some((mut b, m)) => {
                 b.extend_from_slice(data);
                 (b, m)
             }
             None => (data.to_vec(), meta),
         };
-        let Some(p) = self.decide(dir, &bytes) else {
+        let Some(p) = self.decide(dir, &bytes, shared) else {
             if let Proto::Detect(held) = &mut self.proto {
-                held[dir as usize] = Some((bytes, first_meta));
+                held.get_or_insert_with(Box::default)[dir as usize] = Some((bytes, first_meta));
             }
             return;
         };
         let other = match &mut self.proto {
-            Proto::Detect(held) => held[dir.flip() as usize].take(),
+            Proto::Detect(Some(held)) => held[dir.flip() as usize].take(),
             _ => None,
         };
         self.proto = p;
@@ -217,10 +237,10 @@ impl HttpSession {
         }
         match &mut self.proto {
             Proto::Detect(_) => {}
-            Proto::Opaque(_) => self.stats.opaque_bytes += data.len() as u64,
-            Proto::Http2(h2) => h2.on_data(dir, data, meta, out, &mut self.stats),
+            Proto::Opaque(_) => shared.stats.opaque_bytes += data.len() as u64,
+            Proto::Http2(h2) => h2.on_data(dir, data, meta, out, &mut shared.stats),
             Proto::Http1(h1) => {
-                match h1.on_data(dir, data, meta, out, &mut self.stats, &mut shared.sizes) {
+                match h1.on_data(dir, data, meta, out, &mut shared.stats, &mut shared.sizes) {
                     Transition::Stay => {}
                     Transition::Opaque => self.proto = Proto::Opaque(AppProtocol::Tunnel),
                     Transition::Tunnel {
@@ -228,9 +248,9 @@ impl HttpSession {
                         server_rest,
                     } => {
                         // Whatever runs inside the tunnel starts now: detect it afresh.
-                        self.stats.tunnels += 1;
+                        shared.stats.tunnels += 1;
                         self.from_start = true;
-                        self.proto = Proto::Detect([None, None]);
+                        self.proto = Proto::Detect(None);
                         if !client_bytes.is_empty() {
                             let m = ChunkMeta {
                                 peer_ack: None,
@@ -251,20 +271,21 @@ impl HttpSession {
                         client_bytes,
                         server_rest,
                     } => {
-                        let mut h2 = Box::new(Http2Conn::upgraded(self.cfg, *request));
+                        let mut h2 = Box::new(Http2Conn::upgraded(shared.cfg, *request));
                         if !client_bytes.is_empty() {
                             let m = ChunkMeta {
                                 peer_ack: None,
                                 ..meta
                             };
-                            h2.on_data(Direction::ToServer, &client_bytes, m, out, &mut self.stats);
+                            let stats = &mut shared.stats;
+                            h2.on_data(Direction::ToServer, &client_bytes, m, out, stats);
                         }
                         if let Some(rest) = data.get(server_rest..).filter(|r| !r.is_empty()) {
                             let m = ChunkMeta {
                                 offset: meta.offset + server_rest as u64,
                                 ..meta
                             };
-                            h2.on_data(dir, rest, m, out, &mut self.stats);
+                            h2.on_data(dir, rest, m, out, &mut shared.stats);
                         }
                         self.proto = Proto::Http2(h2);
                     }
@@ -285,13 +306,13 @@ impl HttpSession {
             // Lost the first bytes: whatever follows is a midstream pickup.
             Proto::Detect(_) => {
                 self.from_start = false;
-                self.stats.gap_bytes += len;
+                shared.stats.gap_bytes += len;
             }
-            Proto::Opaque(_) => self.stats.gap_bytes += len,
-            Proto::Http1(h1) => h1.on_gap(dir, len, out, &mut self.stats, &mut shared.sizes),
+            Proto::Opaque(_) => shared.stats.gap_bytes += len,
+            Proto::Http1(h1) => h1.on_gap(dir, len, out, &mut shared.stats, &mut shared.sizes),
             Proto::Http2(h2) => {
-                self.stats.gap_bytes += len;
-                h2.on_gap(dir, len, &mut self.stats)
+                shared.stats.gap_bytes += len;
+                h2.on_gap(dir, len, &mut shared.stats)
             }
         }
     }
@@ -299,12 +320,14 @@ impl HttpSession {
     /// The connection ended.
     pub fn on_close(&mut self, out: &mut Vec<Exchange>, shared: &mut Shared) {
         match &mut self.proto {
-            Proto::Http1(h1) => h1.on_close(out, &mut self.stats, &mut shared.sizes),
-            Proto::Http2(h2) => h2.on_close(out, &mut self.stats),
+            Proto::Http1(h1) => h1.on_close(out, &mut shared.stats, &mut shared.sizes),
+            Proto::Http2(h2) => h2.on_close(out, &mut shared.stats),
             Proto::Opaque(_) => {}
             Proto::Detect(held) => {
                 // Decide with what there is (a connection that only ever sent a few bytes).
-                let held = std::mem::take(held);
+                let Some(held) = held.take().map(|h| *h) else {
+                    return;
+                };
                 self.from_start = false;
                 for (i, h) in held.into_iter().enumerate() {
                     if let Some((b, m)) = h {
@@ -313,7 +336,7 @@ impl HttpSession {
                         } else {
                             Direction::ToClient
                         };
-                        if let Some(p) = self.decide(dir, &b) {
+                        if let Some(p) = self.decide(dir, &b, shared) {
                             self.proto = p;
                             self.on_data(dir, &b, m, out, shared);
                         }
@@ -331,9 +354,12 @@ impl HttpSession {
 mod tests {
     use super::*;
 
-    fn run(script: &[(Direction, &[u8])], from_start: bool) -> (Vec<Exchange>, HttpSession) {
-        let mut s = HttpSession::new(ParserConfig::default(), from_start, 0);
-        let mut shared = Shared::default();
+    fn run(
+        script: &[(Direction, &[u8])],
+        from_start: bool,
+    ) -> (Vec<Exchange>, HttpSession, Shared) {
+        let mut s = HttpSession::new(from_start, 0);
+        let mut shared = Shared::new(ParserConfig::default());
         let mut out = Vec::new();
         let mut off = [0u64; 2];
         for (dir, data) in script {
@@ -347,7 +373,7 @@ mod tests {
             off[i] += data.len() as u64;
         }
         s.on_close(&mut out, &mut shared);
-        (out, s)
+        (out, s, shared)
     }
 
     use Direction::{ToClient as C, ToServer as S};
@@ -357,7 +383,7 @@ mod tests {
         let req = b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n";
         let mut script: Vec<(Direction, &[u8])> = req.chunks(1).map(|c| (S, c)).collect();
         script.push((C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        let (out, s) = run(&script, true);
+        let (out, s, _) = run(&script, true);
         assert_eq!(s.protocol(), AppProtocol::Http1);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].request.target, "/slow");
@@ -365,7 +391,7 @@ mod tests {
 
     #[test]
     fn http_inside_a_connect_tunnel_is_parsed_and_tls_is_not() {
-        let (out, s) = run(
+        let (out, _, shared) = run(
             &[
                 (
                     S,
@@ -388,9 +414,9 @@ mod tests {
             })
             .collect();
         assert_eq!(got, [("CONNECT", Some(200)), ("GET", Some(204))]);
-        assert_eq!(s.stats.tunnels, 1);
+        assert_eq!(shared.stats.tunnels, 1);
 
-        let (out, s) = run(
+        let (out, s, _) = run(
             &[
                 (S, b"CONNECT bank:443 HTTP/1.1\r\n\r\n"),
                 (C, b"HTTP/1.1 200 OK\r\n\r\n"),
@@ -403,10 +429,30 @@ mod tests {
     }
 
     #[test]
-    fn odd_request_lines_with_a_version_are_http1() {
-        let (_, s) = run(&[(S, b"OPTIONSHTTP/1.1\r\nHost: x\r\n\r\n")], true);
+    fn a_session_is_a_few_words_until_it_carries_something() {
+        // A flow table holds one per connection (issue #9: a million half-open connections).
+        assert!(std::mem::size_of::<HttpSession>() <= 32);
+        let mut shared = Shared::new(ParserConfig::default());
+        let mut s = HttpSession::new(true, 0);
+        let meta = ChunkMeta::default();
+        s.on_data(S, b"GE", meta, &mut Vec::new(), &mut shared);
+        assert_eq!(s.protocol(), AppProtocol::Undetected);
+        s.on_data(
+            S,
+            b"T / HTTP/1.1\r\n\r\n",
+            meta,
+            &mut Vec::new(),
+            &mut shared,
+        );
         assert_eq!(s.protocol(), AppProtocol::Http1);
-        let (_, s) = run(&[(S, b"SSH-2.0-OpenSSH_9.2\r\n")], true);
+        assert_eq!(shared.stats.http1_requests, 1);
+    }
+
+    #[test]
+    fn odd_request_lines_with_a_version_are_http1() {
+        let (_, s, _) = run(&[(S, b"OPTIONSHTTP/1.1\r\nHost: x\r\n\r\n")], true);
+        assert_eq!(s.protocol(), AppProtocol::Http1);
+        let (_, s, _) = run(&[(S, b"SSH-2.0-OpenSSH_9.2\r\n")], true);
         assert_eq!(s.protocol(), AppProtocol::Unknown);
     }
 }

@@ -290,7 +290,10 @@ pub fn decode_content<'a>(
                 stats.mislabeled += 1;
                 return Cow::Borrowed(&body[..body.len().min(lim.max_decoded)]);
             }
-            if end == End::Truncated {
+            if end == End::Truncated && capped {
+                // The cap cut an outer layer short, not the capture: a bomb, counted as one.
+                stats.bomb_capped += 1;
+            } else if end == End::Truncated {
                 stats.decode_truncated += 1;
             } else {
                 stats.decode_errors += 1;
@@ -1622,6 +1625,27 @@ mod tests {
         let (out, st) = decode(Some("gzip, br"), &gzip(&SMALL_BR));
         assert!(out.is_empty());
         assert_eq!(st.decode_errors, 1);
+    }
+
+    #[test]
+    fn inner_layer_cut_by_the_cap_counts_as_capped() {
+        // Found by the `inspect` fuzz target: the outer layer stopped at the cap, the inner
+        // one then had too few bytes to yield anything, and the body was counted as truncated
+        // by the capture (as if no cap had been hit) instead of capped.
+        let lim = BodyLimits {
+            max_decoded: 1,
+            ..BodyLimits::default()
+        };
+        let mut st = BodyStats::default();
+        let coded = zlib(&gzip(SMALL_JSON));
+        let out = decode_content(Some("gzip, deflate"), &coded, &lim, &mut st);
+        assert!(out.is_empty());
+        assert_eq!((st.bomb_capped, st.decode_truncated), (1, 0));
+        // A body that is itself cut short is still counted as truncated.
+        let mut st = BodyStats::default();
+        let coded = gzip(SMALL_JSON);
+        decode_content(Some("gzip"), &coded[..5], &BodyLimits::default(), &mut st);
+        assert_eq!((st.bomb_capped, st.decode_truncated), (0, 1));
     }
 
     #[test]

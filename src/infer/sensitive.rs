@@ -864,8 +864,15 @@ fn api_key_family(b: &[u8]) -> Option<&'static str> {
             && mixed(secret);
         return ok.then_some("SG.");
     }
+    // Length and first byte rule out most families before any prefix comparison: this runs
+    // on every token-shaped value of every exchange.
+    let first = b[0];
     FAMILIES.iter().find_map(|f| {
-        let rest = b.strip_prefix(f.prefix.as_bytes())?;
+        let p = f.prefix.as_bytes();
+        if p[0] != first || b.len() < p.len() + f.min || b.len() > p.len() + f.max {
+            return None;
+        }
+        let rest = b.strip_prefix(p)?;
         let ok = (f.min..=f.max).contains(&rest.len())
             && rest.iter().all(|&c| f.alphabet.allows(c))
             && (matches!(f.alphabet, Alphabet::UpperDigit) || mixed(rest));

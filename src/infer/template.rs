@@ -426,9 +426,14 @@ fn segments(path: &str, out: &mut Vec<Seg>) {
     // An absolute-form target (RFC 9112 §3.2.2): the path starts after the authority.
     let mut pos = 0;
     for scheme in ["http://", "https://"] {
-        if path.len() >= scheme.len() && path[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            pos = path[scheme.len()..end]
-                .find('/')
+        // Compared as bytes: a target's first bytes need not end a character.
+        let b = path.as_bytes();
+        if b.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes()))
+        {
+            pos = path
+                .get(scheme.len()..end)
+                .and_then(|authority| authority.find('/'))
                 .map_or(end, |i| scheme.len() + i);
         }
     }
@@ -1544,5 +1549,18 @@ mod tests {
             ..Default::default()
         });
         assert_eq!((a.nodes_dropped, a.hosts), (5, 1));
+    }
+
+    #[test]
+    fn target_starting_inside_a_character_is_templated() {
+        // Found by the `inspect` fuzz target: byte 7 (the length of `http://`) fell inside a
+        // character and slicing there panicked.
+        let mut t = Templater::new(TemplateConfig::default());
+        assert_eq!(t.observe("h", "/aéééé/x"), "/aéééé/x");
+        assert_eq!(t.resolve("h", "ééééé"), "/ééééé");
+        assert_eq!(t.resolve("h", "éééé"), "/éééé");
+        // An absolute-form target, in any case, still loses its authority.
+        assert_eq!(t.resolve("h", "HTTP://Höst/é"), "/é");
+        assert_eq!(t.resolve("h", "https://é"), "/");
     }
 }

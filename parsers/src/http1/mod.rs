@@ -148,6 +148,12 @@ struct Half {
     buf: Vec<u8>,
     /// Where `buf`'s first byte came from.
     buf_meta: ChunkMeta,
+    /// Bytes of a head gathered in `buf` already searched for the head's end, so that each
+    /// byte of a trickled head is searched once. (`u32`, saturating: one of these per
+    /// direction of every HTTP/1 connection, and a head is far smaller.)
+    head_scanned: u32,
+    /// Length of `buf` when the gathered head was last parsed.
+    head_parsed: u32,
     /// A resync happened since the last message of this direction was framed.
     lost_messages: bool,
 }
@@ -162,9 +168,25 @@ impl Half {
             },
             buf: Vec::new(),
             buf_meta: ChunkMeta::default(),
+            head_scanned: 0,
+            head_parsed: 0,
             lost_messages: false,
         }
     }
+
+    /// Starts gathering a head in `buf` with `bytes`, of which the first `scanned` are known
+    /// not to hold the head's end.
+    fn gather_head(&mut self, bytes: Vec<u8>, meta: ChunkMeta, scanned: usize) {
+        self.head_scanned = mark(scanned);
+        self.head_parsed = mark(scanned);
+        self.buf = bytes;
+        self.buf_meta = meta;
+    }
+}
+
+/// A length of a gathered head as kept in [`Half`].
+fn mark(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug)]
@@ -202,7 +224,9 @@ pub struct Http1Conn {
     to_client: Half,
     pending: VecDeque<Pending>,
     next_id: u64,
-    cur_resp: Option<CurResp>,
+    /// Out of line: most connections spend most of their life between responses, and a flow
+    /// table holds one of these per HTTP/1 connection (issue #9).
+    cur_resp: Option<Box<CurResp>>,
     /// 1xx codes seen before the final response being awaited.
     interim: Vec<u16>,
     held_upgrade: Vec<u8>,
@@ -319,7 +343,37 @@ enum HeadParse {
     Complete(usize, Head, bool),
     Partial,
     Invalid,
-    TooLarge,
+    /// A head with more fields than `max_headers`, or that reached `max_header_bytes`
+    /// without an end: its extent, up to its end when that is in sight, else the cap.
+    TooLarge(usize),
+}
+
+/// Offset just past the first empty line of `data` at or after a line feed at `from`: a line
+/// feed, an optional CR, a line feed. Every head that httparse or [`lenient_head`] completes
+/// ends so (RFC 9112 §2.1, with the bare-LF line ends §2.2 allows), so bytes without it cannot
+/// hold a complete head.
+fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = data.get(i..)?.iter().position(|&b| b == b'\n') {
+        let lf = i + p;
+        match data.get(lf + 1) {
+            Some(b'\n') => return Some(lf + 2),
+            Some(b'\r') if data.get(lf + 2) == Some(&b'\n') => return Some(lf + 3),
+            _ => i = lf + 1,
+        }
+    }
+    None
+}
+
+/// A head httparse refused for having too many fields. Its extent is only decided once its
+/// end is in sight or the cap is reached, so that it does not depend on where the segments
+/// were cut.
+fn too_many_fields(cfg: &ParserConfig, data: &[u8]) -> HeadParse {
+    match find_head_end(data, 0) {
+        Some(end) => HeadParse::TooLarge(end),
+        None if data.len() >= cfg.max_header_bytes => HeadParse::TooLarge(data.len()),
+        None => HeadParse::Partial,
+    }
 }
 
 fn headers_vec(hs: &[httparse::Header<'_>]) -> Vec<(String, String)> {
@@ -357,7 +411,7 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
                     false,
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
-                Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
+                Err(httparse::Error::TooManyHeaders) => too_many_fields(cfg, data),
                 Err(_) => lenient_head(cfg, dir, data),
             }
         }
@@ -376,7 +430,7 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
                     false,
                 ),
                 Ok(httparse::Status::Partial) => HeadParse::Partial,
-                Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
+                Err(httparse::Error::TooManyHeaders) => too_many_fields(cfg, data),
                 Err(_) => lenient_head(cfg, dir, data),
             }
         }
@@ -388,27 +442,18 @@ fn parse_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
 /// ends, header lines without a colon skipped. Only called after httparse said "invalid", so the
 /// strict parser stays the fast path. Returns `Invalid` when the start line is not HTTP at all.
 fn lenient_head(cfg: &ParserConfig, dir: Direction, data: &[u8]) -> HeadParse {
-    // The head ends at the first empty line.
-    let mut end = None;
-    let mut i = 0;
-    while let Some(nl) = data[i..].iter().position(|&b| b == b'\n') {
-        let line_end = i + nl;
-        let line = &data[i..line_end];
-        if i > 0 && (line.is_empty() || line == b"\r") {
-            end = Some(line_end + 1);
-            break;
-        }
-        i = line_end + 1;
-    }
-    let Some(end) = end else {
-        let first_line_done = data.contains(&b'\n');
-        if first_line_done
-            && !start_line_ok(dir, data.split(|&b| b == b'\n').next().unwrap_or(data))
-        {
+    // A start line that is not HTTP is decided on that line alone, before looking for the end
+    // of the head: a resync tries every line start, and searching the rest of the bytes for
+    // each of them would cost quadratic time on a run of such lines.
+    if let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        let line = &data[..nl];
+        if !start_line_ok(dir, line.strip_suffix(b"\r").unwrap_or(line)) {
             return HeadParse::Invalid;
         }
+    }
+    let Some(end) = find_head_end(data, 0) else {
         return if data.len() >= cfg.max_header_bytes {
-            HeadParse::TooLarge
+            HeadParse::TooLarge(data.len())
         } else {
             HeadParse::Partial
         };
@@ -784,7 +829,7 @@ impl Http1Conn {
             self.half(dir).state = State::Opaque;
         }
         if let Some(cur) = self.cur_resp.take() {
-            self.attach_response(cur);
+            self.attach_response(*cur);
         }
         self.deferred_dropped += self.deferred.len() as u64;
         self.deferred.clear();
@@ -842,7 +887,8 @@ impl Http1Conn {
             if is_start(&probe) && (probe.len() >= 8 || need == data.len()) {
                 // Looks right so far: parse it as a head (the head step gathers the rest).
                 let h = self.half(dir);
-                h.buf = probe;
+                let m = h.buf_meta;
+                h.gather_head(probe, m, 0);
                 h.state = State::Head;
                 stats.resyncs += 1;
                 return need;
@@ -946,68 +992,119 @@ impl Http1Conn {
                 return (ws, Transition::Stay);
             }
         }
-        let mut take = data.len();
-        let (result, used_before, head_meta) = if h.buf.is_empty() {
-            (parse_head(&cfg, dir, data), 0usize, meta)
-        } else {
-            let before = h.buf.len();
-            take = max.saturating_sub(before).min(data.len());
-            h.buf.extend_from_slice(&data[..take]);
-            let r = parse_head(&cfg, dir, &h.buf);
-            (r, before, h.buf_meta)
-        };
-        match result {
-            HeadParse::Complete(n, head, lenient) => {
-                let used = n - used_before;
-                if lenient {
-                    stats.http1_lenient_heads += 1;
+        if h.buf.is_empty() {
+            // Zero-copy: parse straight from the chunk, but never more of it than the cap, so
+            // that a head's fate (and the extent recorded for it) does not depend on how the
+            // mirror cut it into segments.
+            let view = &data[..data.len().min(max)];
+            return match parse_head(&cfg, dir, view) {
+                HeadParse::Complete(n, head, lenient) => {
+                    let tr = self.complete_head(dir, head, meta, n, lenient, out, stats, sizes);
+                    (n, tr)
                 }
-                self.half(dir).buf.clear();
-                let tr = self.on_head(dir, head, head_meta, n, out, stats, sizes);
-                (used, tr)
-            }
-            HeadParse::Partial => {
-                let h = self.half(dir);
-                if h.buf.is_empty() {
-                    if data.len() >= max {
-                        stats.http1_oversized_heads += 1;
-                        self.keep_request_line(dir, data, meta, out);
-                        self.start_resync(dir, false);
-                        return (1, Transition::Stay);
-                    }
-                    h.buf.extend_from_slice(data);
-                    h.buf_meta = meta;
+                HeadParse::Partial if view.len() < max => {
+                    // No head end in these bytes: later segments are searched from here on.
+                    self.half(dir).gather_head(data.to_vec(), meta, data.len());
                     (data.len(), Transition::Stay)
-                } else if h.buf.len() >= max {
-                    stats.http1_oversized_heads += 1;
-                    let buf = std::mem::take(&mut h.buf);
-                    let m = h.buf_meta;
-                    self.keep_request_line(dir, &buf, m, out);
-                    self.start_resync(dir, false);
-                    (take, Transition::Stay)
-                } else {
-                    (take, Transition::Stay)
                 }
-            }
-            HeadParse::Invalid | HeadParse::TooLarge => {
-                let had_buf = !self.half(dir).buf.is_empty();
-                let buf = std::mem::take(&mut self.half(dir).buf);
-                if matches!(result, HeadParse::TooLarge) {
-                    stats.http1_oversized_heads += 1;
-                    let (head, m) = if had_buf {
-                        (&buf[..], head_meta)
-                    } else {
-                        (data, meta)
-                    };
-                    self.keep_request_line(dir, head, m, out);
-                } else {
+                HeadParse::Partial => {
+                    self.oversized(dir, view, meta, out, stats);
+                    // At least one byte, so that a zero cap cannot stall the loop.
+                    (view.len().max(1), Transition::Stay)
+                }
+                HeadParse::TooLarge(end) => {
+                    let end = end.min(view.len());
+                    self.oversized(dir, &view[..end], meta, out, stats);
+                    (end.max(1), Transition::Stay)
+                }
+                HeadParse::Invalid => {
                     stats.http1_parse_errors += 1;
+                    self.start_resync(dir, false);
+                    // Skip at least one byte so the same bad start is not found again.
+                    (1, Transition::Stay)
                 }
+            };
+        }
+        // A head split across segments, gathered up to the cap. Re-parsing it from its start on
+        // every segment would make a head trickled in small segments cost quadratic time, so it
+        // is parsed only when its end may have arrived (searched in the new bytes alone), when
+        // the cap is reached, or when it has doubled since the last attempt (which bounds how
+        // late an invalid head is noticed): linear work in all.
+        let before = h.buf.len();
+        let take = max.saturating_sub(before).min(data.len());
+        h.buf.extend_from_slice(&data[..take]);
+        // A head end straddling the old and new bytes starts at most two bytes back.
+        let from = (h.head_scanned as usize).min(before).saturating_sub(2);
+        let ended = find_head_end(&h.buf, from).is_some();
+        h.head_scanned = mark(h.buf.len());
+        let full = h.buf.len() >= max;
+        if !(ended || full || h.buf.len() >= 2 * h.head_parsed as usize) {
+            return (take, Transition::Stay);
+        }
+        h.head_parsed = mark(h.buf.len());
+        let head_meta = h.buf_meta;
+        match parse_head(&cfg, dir, &h.buf) {
+            HeadParse::Complete(n, head, lenient) => {
+                self.half(dir).buf.clear();
+                let tr = self.complete_head(dir, head, head_meta, n, lenient, out, stats, sizes);
+                // The head ends in this chunk: earlier bytes would have completed it earlier.
+                (n.saturating_sub(before), tr)
+            }
+            HeadParse::Partial if !full => (take, Transition::Stay),
+            HeadParse::Partial => {
+                let buf = std::mem::take(&mut self.half(dir).buf);
+                self.oversized(dir, &buf, head_meta, out, stats);
+                (take, Transition::Stay)
+            }
+            HeadParse::TooLarge(end) => {
+                let buf = std::mem::take(&mut self.half(dir).buf);
+                let end = end.min(buf.len());
+                self.oversized(dir, &buf[..end], head_meta, out, stats);
+                (end.saturating_sub(before), Transition::Stay)
+            }
+            HeadParse::Invalid => {
+                self.half(dir).buf.clear();
+                stats.http1_parse_errors += 1;
                 self.start_resync(dir, false);
-                // Skip at least one byte so the same bad start is not found again.
-                (if had_buf { 0 } else { 1 }, Transition::Stay)
+                // The resync scans this chunk again from its start.
+                (0, Transition::Stay)
             }
         }
+    }
+
+    /// A complete head of `n` bytes was parsed.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_head(
+        &mut self,
+        dir: Direction,
+        head: Head,
+        meta: ChunkMeta,
+        n: usize,
+        lenient: bool,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+        sizes: &mut SizeModels,
+    ) -> Transition {
+        if lenient {
+            stats.http1_lenient_heads += 1;
+        }
+        self.on_head(dir, head, meta, n, out, stats, sizes)
+    }
+
+    /// A head over `max_header_bytes` or with too many fields: `head` is what the parser
+    /// examined of it, never more than the cap (its end when that was in sight). The request
+    /// line is kept and the parser resynchronises after those bytes.
+    fn oversized(
+        &mut self,
+        dir: Direction,
+        head: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) {
+        stats.http1_oversized_heads += 1;
+        self.keep_request_line(dir, head, meta, out, stats);
+        self.start_resync(dir, head.last() == Some(&b'\n'));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1035,27 +1132,19 @@ impl Http1Conn {
                 let upgrade_h2c = wants_upgrade && header_has_token(&req.headers, "upgrade", "h2c");
                 let kind = body_kind(&req.headers, false);
                 let lost = std::mem::take(&mut self.to_server.lost_messages);
-                self.next_id += 1;
-                self.pending.push_back(Pending {
-                    id: self.next_id,
-                    req,
-                    req_done: false,
-                    resp: None,
-                    given_up: false,
-                    gap: lost,
-                    upgrade_h2c,
-                    wants_upgrade: wants_upgrade || is_connect,
-                });
-                if self.pending.len() > self.cfg.max_pending_requests {
-                    if let Some(front) = self
-                        .pending
-                        .iter_mut()
-                        .find(|p| !p.given_up && p.resp.is_none())
-                    {
-                        front.given_up = true;
-                        stats.pending_overflow += 1;
-                    }
-                }
+                self.push_pending(
+                    Pending {
+                        id: 0,
+                        req,
+                        req_done: false,
+                        resp: None,
+                        given_up: false,
+                        gap: lost,
+                        upgrade_h2c,
+                        wants_upgrade: wants_upgrade || is_connect,
+                    },
+                    stats,
+                );
                 if !self.deferred.is_empty() {
                     self.pair_deferred(sizes);
                 }
@@ -1111,19 +1200,19 @@ impl Http1Conn {
                 let status = resp.status;
                 // A HEAD response's size says nothing about the target's GET responses.
                 let framed_size = if method_head { None } else { framed_size };
-                self.cur_resp = Some(CurResp {
+                self.cur_resp = Some(Box::new(CurResp {
                     resp,
                     req_id,
                     gap: lost,
                     framed_size,
                     confident,
                     deferred,
-                });
+                }));
                 if status == 101 || (connect && (200..300).contains(&status)) {
                     let cur = self.cur_resp.take();
                     let request = cur.and_then(|c| {
                         let id = c.req_id;
-                        self.attach_response(c);
+                        self.attach_response(*c);
                         id
                     });
                     let held = std::mem::take(&mut self.held_upgrade);
@@ -1196,15 +1285,35 @@ impl Http1Conn {
         }
     }
 
+    /// Queues a request (giving it its id). Past `max_pending_requests` the oldest request
+    /// still waiting for a response is given up: it will be emitted without one.
+    fn push_pending(&mut self, mut p: Pending, stats: &mut ParserStats) {
+        self.next_id += 1;
+        p.id = self.next_id;
+        self.pending.push_back(p);
+        if self.pending.len() > self.cfg.max_pending_requests {
+            if let Some(front) = self
+                .pending
+                .iter_mut()
+                .find(|p| !p.given_up && p.resp.is_none())
+            {
+                front.given_up = true;
+                stats.pending_overflow += 1;
+            }
+        }
+    }
+
     /// A request head too large to parse still had a request line: keep the request (headers
     /// dropped, marked as a gap) so that the server's answer (typically 431) pairs with it and
-    /// not with the next request.
+    /// not with the next request. `head` is what was examined of the head (at most the cap):
+    /// the request's `head_end_offset` says where that ended.
     fn keep_request_line(
         &mut self,
         dir: Direction,
         head: &[u8],
         meta: ChunkMeta,
         out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
     ) {
         if dir != Direction::ToServer {
             return;
@@ -1222,26 +1331,28 @@ impl Http1Conn {
         if !version.starts_with("HTTP/1.") || !looks_like_request(head) {
             return;
         }
-        self.next_id += 1;
-        self.pending.push_back(Pending {
-            id: self.next_id,
-            req: Request {
-                ts_us: meta.ts_us,
-                method: method.to_string(),
-                target: target.to_string(),
-                version: version.to_string(),
-                stream_offset: meta.offset,
-                head_end_offset: meta.offset + head.len() as u64,
-                peer_ack: meta.peer_ack,
-                ..Request::default()
+        self.push_pending(
+            Pending {
+                id: 0,
+                req: Request {
+                    ts_us: meta.ts_us,
+                    method: method.to_string(),
+                    target: target.to_string(),
+                    version: version.to_string(),
+                    stream_offset: meta.offset,
+                    head_end_offset: meta.offset + head.len() as u64,
+                    peer_ack: meta.peer_ack,
+                    ..Request::default()
+                },
+                req_done: true,
+                resp: None,
+                given_up: false,
+                gap: true,
+                upgrade_h2c: false,
+                wants_upgrade: false,
             },
-            req_done: true,
-            resp: None,
-            given_up: false,
-            gap: true,
-            upgrade_h2c: false,
-            wants_upgrade: false,
-        });
+            stats,
+        );
         self.flush_done(out);
     }
 
@@ -1552,7 +1663,7 @@ impl Http1Conn {
             }
             Direction::ToClient => {
                 if let Some(cur) = self.cur_resp.take() {
-                    self.attach_response(cur);
+                    self.attach_response(*cur);
                 }
                 if self.to_client.state != State::Opaque {
                     self.to_client.state = State::Head;

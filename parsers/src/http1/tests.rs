@@ -663,3 +663,313 @@ fn stray_line_end_after_a_body_does_not_orphan_the_next_response() {
     assert_eq!(d.summary(), ["GET /1 -> 200", "GET /2 -> 200"]);
     assert_eq!(d.stats.orphan_responses, 0);
 }
+
+// --- fuzz/regressions/http1 -------------------------------------------------------------------
+// The inputs the `http1` fuzz target found, replayed the way it replays them (same input
+// layout, caps and cut patterns as fuzz/fuzz_targets/http1.rs), with its invariants.
+
+/// The fuzz target's caps for a mode octet.
+fn fuzz_caps(mode: u8) -> ParserConfig {
+    match mode >> 1 & 3 {
+        0 => ParserConfig::default(),
+        1 => ParserConfig {
+            body_prefix_max: 16,
+            max_header_bytes: 256,
+            max_headers: 8,
+            max_pending_requests: 4,
+            ..ParserConfig::default()
+        },
+        2 => ParserConfig {
+            body_prefix_max: 0,
+            max_header_bytes: 64,
+            max_headers: 4,
+            max_pending_requests: 1,
+            ..ParserConfig::default()
+        },
+        _ => ParserConfig {
+            body_prefix_max: 512,
+            max_header_bytes: 2048,
+            max_pending_requests: 16,
+            ..ParserConfig::default()
+        },
+    }
+}
+
+/// The fuzz target's cut points of one record.
+fn fuzz_pieces(len: usize, pattern: u8, salt: usize) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let (mut at, mut i) = (0, salt);
+    while at < len {
+        let step = match pattern & 7 {
+            0 => 1,
+            1 => 2,
+            2 => 1 + i % 3,
+            3 => 1 + (i * 7) % 17,
+            4 => {
+                if i % 2 == 0 {
+                    1
+                } else {
+                    63
+                }
+            }
+            5 => 5 + i % 11,
+            6 => 1 + (len - at) / 2,
+            _ => 1 + (i * 13) % 5,
+        };
+        let end = (at + step).min(len);
+        v.push((at, end));
+        at = end;
+        i += 1;
+    }
+    v
+}
+
+/// One replay of a fuzz input: what was emitted, the counters, and the longest the pending
+/// queue got after a record.
+struct FuzzRun {
+    out: Vec<Exchange>,
+    stats: ParserStats,
+    max_pending: usize,
+}
+
+/// Replays a fuzz input with each record as one chunk (`split` `None`) or cut by the input's
+/// pattern. Stops at the first transition, like the target.
+fn fuzz_replay(data: &[u8], split: bool) -> (ParserConfig, FuzzRun) {
+    let (&mode, mut rest) = data.split_first().expect("a mode octet");
+    let cfg = fuzz_caps(mode);
+    let mut c = Http1Conn::new(cfg, mode & 1 != 0, 7);
+    let mut run = FuzzRun {
+        out: Vec::new(),
+        stats: ParserStats::default(),
+        max_pending: 0,
+    };
+    let mut sizes = SizeModels::default();
+    let mut off = [0u64; 2];
+    let mut ri = 0;
+    'recs: while let [ctl, len, tail @ ..] = rest {
+        let (dir, i) = if ctl & 1 == 0 { (S, 0) } else { (C, 1) };
+        if ctl & 2 != 0 {
+            let n = u64::from(*len) * 3;
+            c.on_gap(dir, n, &mut run.out, &mut run.stats, &mut sizes);
+            off[i] += n;
+            rest = tail;
+            ri += 1;
+            continue;
+        }
+        let n = usize::from(*len).min(tail.len());
+        let bytes = &tail[..n];
+        let peer_ack = off[1 - i].checked_sub(u64::from(ctl >> 2));
+        let cuts = if split {
+            fuzz_pieces(n, mode >> 3, ri)
+        } else {
+            vec![(0, n)]
+        };
+        for (a, b) in cuts {
+            let meta = ChunkMeta {
+                ts_us: ri as i64,
+                offset: off[i] + a as u64,
+                peer_ack,
+            };
+            let tr = c.on_data(
+                dir,
+                &bytes[a..b],
+                meta,
+                &mut run.out,
+                &mut run.stats,
+                &mut sizes,
+            );
+            if tr != Transition::Stay {
+                break 'recs;
+            }
+        }
+        off[i] += n as u64;
+        rest = &tail[n..];
+        ri += 1;
+        run.max_pending = run.max_pending.max(c.pending_requests());
+    }
+    c.on_close(&mut run.out, &mut run.stats, &mut sizes);
+    (cfg, run)
+}
+
+/// Both replays of a fuzz input, checked against the target's invariants: the pending queue is
+/// bounded, and when neither run had to resynchronise, framing does not depend on the cuts.
+fn fuzz_check(data: &[u8]) -> (FuzzRun, FuzzRun) {
+    let (cfg, whole) = fuzz_replay(data, false);
+    let (_, split) = fuzz_replay(data, true);
+    for r in [&whole, &split] {
+        assert!(
+            r.max_pending <= cfg.max_pending_requests + 1,
+            "{}",
+            r.max_pending
+        );
+    }
+    let clean = |s: &ParserStats| s.resyncs == 0 && s.gap_bytes == 0 && s.http1_parse_errors == 0;
+    if clean(&whole.stats) && clean(&split.stats) {
+        assert_eq!(
+            whole.out, split.out,
+            "framing depends on where chunks were cut"
+        );
+        assert_eq!(whole.stats.http1_requests, split.stats.http1_requests);
+        assert_eq!(whole.stats.http1_responses, split.stats.http1_responses);
+    }
+    (whole, split)
+}
+
+#[test]
+fn fuzz_head_over_cap_in_one_chunk_is_oversized_too() {
+    let (whole, split) = fuzz_check(include_bytes!(
+        "../../../fuzz/regressions/http1/head-over-cap-in-one-chunk"
+    ));
+    for r in [&whole, &split] {
+        assert_eq!(r.stats.http1_oversized_heads, 1);
+        assert_eq!(r.stats.http1_requests, 0);
+        assert_eq!(r.out.len(), 1);
+        let q = &r.out[0].request;
+        assert!(r.out[0].gap && q.headers.is_empty());
+        assert_eq!((q.method.as_str(), q.target.as_str()), ("GET", "/"));
+        // The request line is kept from the first 64 bytes (the cap) only.
+        assert_eq!(q.head_end_offset - q.stream_offset, 64);
+    }
+}
+
+#[test]
+fn fuzz_oversized_head_end_offset_is_the_cap_both_ways() {
+    let (whole, split) = fuzz_check(include_bytes!(
+        "../../../fuzz/regressions/http1/oversized-head-end-offset"
+    ));
+    for r in [&whole, &split] {
+        assert_eq!(r.stats.http1_oversized_heads, 1);
+        let q = &r.out[0].request;
+        assert_eq!(q.target, "/health");
+        assert_eq!(q.head_end_offset - q.stream_offset, 64);
+    }
+    assert_eq!(whole.out, split.out);
+}
+
+#[test]
+fn fuzz_oversized_heads_are_bounded_by_the_pending_cap() {
+    let (whole, split) = fuzz_check(include_bytes!(
+        "../../../fuzz/regressions/http1/oversized-heads-bypass-pending-cap"
+    ));
+    for r in [&whole, &split] {
+        assert_eq!(r.stats.http1_oversized_heads, 50);
+        // max_pending_requests = 1: every kept request but the last is given up.
+        assert_eq!(r.stats.pending_overflow, 49);
+        assert_eq!(r.out.len(), 50);
+        assert!(r.out.iter().all(|e| e.response.is_none() && e.gap));
+    }
+}
+
+#[test]
+fn fuzz_oversized_heads_found_are_bounded_by_the_pending_cap() {
+    let (whole, split) = fuzz_check(include_bytes!(
+        "../../../fuzz/regressions/http1/oversized-heads-bypass-pending-cap-found"
+    ));
+    assert!(whole.stats.http1_oversized_heads + split.stats.http1_oversized_heads > 0);
+    assert!(split.stats.pending_overflow > 0);
+}
+
+#[test]
+fn trickled_head_is_parsed_in_linear_time() {
+    // 60 KiB of fields one byte per segment: parsing the gathered head again on every segment
+    // would read ~1.8 GB; parsing only when its end may have arrived (or it doubled) reads a
+    // few times its size. Counted by the parse attempts' bytes through `head_parsed`.
+    let mut d = Drive::new();
+    let mut head = b"GET /slow HTTP/1.1\r\nHost: a\r\n".to_vec();
+    let field = format!("X-Slow: {}\r\n", "s".repeat(600));
+    while head.len() < 60 << 10 {
+        head.extend_from_slice(field.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut parsed = 0usize;
+    let mut last = 0usize;
+    for b in &head {
+        d.feed(S, std::slice::from_ref(b));
+        let h = &d.conn.to_server;
+        let at = h.head_parsed as usize;
+        if at != last && !h.buf.is_empty() {
+            parsed += at;
+            last = at;
+        }
+    }
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.close();
+    assert_eq!(d.summary(), ["GET /slow -> 200"]);
+    assert_eq!(d.out[0].request.headers.len(), 1 + head.len() / field.len());
+    assert!(parsed < 4 * head.len(), "{parsed} bytes parsed");
+}
+
+#[test]
+fn head_end_split_across_segments_is_found() {
+    // The end of the head straddles segments in every way: searching only the new bytes must
+    // still see it.
+    for cut in
+        ["GET /a HTTP/1.1\r\nHost: a\r", "\n\r", "\n"]
+            .iter()
+            .scan(String::new(), |acc, s| {
+                acc.push_str(s);
+                Some(acc.len())
+            })
+    {
+        let full = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        for first in 1..cut {
+            let mut d = Drive::new();
+            d.feed(S, &full[..first]);
+            for b in &full[first..] {
+                d.feed(S, std::slice::from_ref(b));
+            }
+            d.feed(C, b"HTTP/1.1 204 No Content\r\n\r\n");
+            d.close();
+            assert_eq!(d.summary(), ["GET /a -> 204"], "first segment {first}");
+        }
+    }
+}
+
+#[test]
+fn too_many_fields_extent_does_not_depend_on_cuts() {
+    // More fields than `max_headers` (clamped to 8) in a head under the cap: refused, and the
+    // request kept with the head's end as its extent however the head was cut.
+    let mut head = b"GET /many HTTP/1.1\r\n".to_vec();
+    for i in 0..20 {
+        head.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let cfg = ParserConfig {
+        max_headers: 4,
+        ..ParserConfig::default()
+    };
+    let mut seen = Vec::new();
+    for step in [head.len(), 1, 7, 50] {
+        let mut d = Drive::new();
+        d.conn = Http1Conn::new(cfg, true, 0);
+        for piece in head.chunks(step) {
+            d.feed(S, piece);
+        }
+        d.feed(C, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n");
+        d.close();
+        assert_eq!(d.stats.http1_oversized_heads, 1, "step {step}");
+        assert_eq!(d.summary(), ["GET /many -> 431"], "step {step}");
+        seen.push(d.out[0].request.head_end_offset);
+    }
+    assert!(seen.iter().all(|&e| e == head.len() as u64), "{seen:?}");
+}
+
+#[test]
+fn run_of_invalid_request_lines_costs_linear_time() {
+    // Each line is a resync candidate (a method at a line start) that is not a request line.
+    // Looking for the end of the head before judging the start line read the rest of the chunk
+    // (up to the head cap) for each of them: 3.2 s for 60 KiB in a debug build, about 4× that
+    // for these 120 KiB. Judged on its line, the chunk takes tens of milliseconds; the bound
+    // is loose so that a loaded machine does not fail it.
+    let mut chunk = Vec::new();
+    while chunk.len() < 120 << 10 {
+        chunk.extend_from_slice(b"GET \x01\r\n");
+    }
+    let t = std::time::Instant::now();
+    let mut d = Drive::new();
+    d.feed(S, &chunk);
+    let took = t.elapsed();
+    // Every line is refused but the last two, held as a candidate for the next chunk.
+    assert_eq!(d.stats.http1_parse_errors, (chunk.len() / 7 - 2) as u64);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+}

@@ -746,6 +746,7 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             let stop = stop_flag()?;
             let hup = hup_flag()?;
             let mut last_report = Instant::now();
+            let mut reported_drops = 0u64;
             let mut last_inventory = Instant::now();
             let mut last_publish = Instant::now();
             let interval = Duration::from_secs(r.cfg.outputs.inventory_interval_secs.max(1));
@@ -769,12 +770,23 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
                 if last_report.elapsed() >= REPORT_EVERY {
                     last_report = Instant::now();
                     let s = p.summary();
+                    let d = s.capture_drops.unwrap_or_default();
                     info!(
                         packets = s.packets,
                         flows_active = p.active_flows(),
                         exchanges = s.engine.exchanges,
+                        kernel_dropped = d.kernel_dropped,
+                        if_dropped = d.if_dropped,
                         "progress"
                     );
+                    let lost = d.kernel_dropped + d.if_dropped;
+                    if lost > reported_drops {
+                        warn!(
+                            dropped = lost - reported_drops,
+                            "packets dropped before apitap saw them since the last report; raise --buffer-mb or --workers, or narrow --bpf"
+                        );
+                        reported_drops = lost;
+                    }
                 }
             })?;
             let drops = src.drops();

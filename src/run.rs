@@ -98,6 +98,8 @@ pub struct Pipeline {
     drift: Option<Findings>,
     /// Event format of the outputs.
     format: crate::formats::Format,
+    /// The source's latest kernel/interface drop counters (live capture).
+    capture_drops: Option<CaptureDrops>,
     decoder: Decoder,
     packets: u64,
     bytes: u64,
@@ -137,6 +139,7 @@ impl Pipeline {
             probes,
             drift,
             format,
+            capture_drops: None,
             decoder: Decoder::new(cfg.decode),
             packets: 0,
             bytes: 0,
@@ -192,6 +195,7 @@ impl Pipeline {
                     on_idle(self);
                 }
             }
+            Event::Drops(d) => self.capture_drops = Some(d),
             Event::Idle => {
                 self.decoder.expire(self.last_ts);
                 if let Mode::Threads(w) = &mut self.mode {
@@ -248,6 +252,7 @@ impl Pipeline {
             .map_or(0.0, |f| (self.last_ts - f) as f64 / 1e6);
         s.wall_seconds = self.started.elapsed().as_secs_f64();
         s.decode = self.decoder.stats();
+        s.capture_drops = self.capture_drops;
         s.sinks = self.probes.iter().map(|p| p.snapshot()).collect();
         if let Some(d) = &self.drift {
             s.findings.add(&d.stats());

@@ -1,5 +1,8 @@
 //! The binary as a user meets it: error messages, and live capture on the loopback interface
 //! while a real client and server talk.
+#[path = "common/http.rs"]
+mod http;
+use http::http_get;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -386,4 +389,80 @@ fn sighup_reopens_outputs_and_keeps_capturing() {
         "{log}"
     );
     assert!(log.contains("outputs reopened"), "{log}");
+}
+
+/// The value of an unlabelled Prometheus sample, or of one with exactly these labels.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// During a live capture the metrics endpoint answers with counters that move with the
+/// traffic, kernel drop counters included (read from libpcap about once a second), and says
+/// it is ready.
+#[test]
+fn metrics_are_live_during_a_capture() {
+    if !is_root() {
+        eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve(listener);
+    let metrics = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let mut child = apitap()
+        .args(["capture", "--interface", "lo", "--bpf"])
+        .arg(format!("tcp port {port}"))
+        .args(["--output", "jsonl:/dev/null", "--metrics-listen", &metrics])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kill = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http_get(&metrics, "/readyz").0 != 200 {
+        if Instant::now() > deadline {
+            kill(&mut child);
+            panic!("/readyz never said ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exchanges =
+        |m: &str| sample(m, "apitap_exchanges_total{protocol=\"http1\"}").unwrap_or(0.0);
+    let (code, m0) = http_get(&metrics, "/metrics");
+    assert_eq!(code, 200, "{m0}");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for i in 0..5 {
+        write!(c, "GET /api/items/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut head = [0u8; 512];
+        assert!(c.read(&mut head).unwrap() > 0);
+    }
+    let mut m1 = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while exchanges(&m1) < 5.0 || !m1.contains("apitap_capture_dropped_total") {
+        if Instant::now() > deadline {
+            kill(&mut child);
+            panic!("the counters did not move:\n{m1}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        m1 = http_get(&metrics, "/metrics").1;
+    }
+    kill(&mut child);
+    assert!(
+        sample(&m1, "apitap_packets_total").unwrap() > sample(&m0, "apitap_packets_total").unwrap(),
+        "{m0}\n{m1}"
+    );
+    assert_eq!(exchanges(&m1) - exchanges(&m0), 5.0, "{m1}");
+    assert!(
+        sample(&m1, "apitap_capture_dropped_total{where=\"kernel\"}").is_some(),
+        "{m1}"
+    );
 }

@@ -10,6 +10,9 @@
 //! decides when packets arrive. Part of it is delivered, the broker is killed (SIGKILL) while
 //! the replay is still running, more packets arrive during the outage, and the broker comes
 //! back on the same port with the same storage before the rest arrives.
+#[path = "common/http.rs"]
+mod http;
+use http::http_get;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -388,32 +391,6 @@ fn assert_same(got: &[Msg], want: &[Value], context: &str) {
         cut(&extra),
         cut(&missing)
     );
-}
-
-/// `GET path` from the metrics endpoint: status code and body; (0, "") when it does not answer.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    let code = r
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = r.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (code, body)
 }
 
 /// Canonical text of JSON values, sorted: a multiset to compare.

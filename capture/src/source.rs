@@ -459,12 +459,17 @@ impl PacketSource {
                 Ok(())
             }
             Inner::Live(c) => {
+                let mut report = Every::default();
                 while !stop.load(Ordering::Relaxed) {
-                    match c.next_packet() {
-                        Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
+                    let idle = match c.next_packet() {
+                        Ok(p) => {
+                            f(Event::Frame(frame(self.linktype, &p)));
+                            false
+                        }
                         Err(pcap::Error::TimeoutExpired) => {
                             f(Event::Idle);
                             std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS));
+                            true
                         }
                         Err(e) => {
                             return Err(SourceError::Live {
@@ -472,12 +477,32 @@ impl PacketSource {
                                 reason: e.to_string(),
                             })
                         }
+                    };
+                    if report.due(idle) {
+                        if let Ok(st) = c.stats() {
+                            f(Event::Drops(CaptureDrops {
+                                received: u64::from(st.received),
+                                kernel_dropped: u64::from(st.dropped),
+                                if_dropped: u64::from(st.if_dropped),
+                                undecodable: 0,
+                            }));
+                        }
                     }
                 }
                 Ok(())
             }
             Inner::Udp(u) => {
+                let mut report = Every::default();
                 while !stop.load(Ordering::Relaxed) {
+                    // A clock read per datagram is small next to the receive system call.
+                    if report.due(true) {
+                        f(Event::Drops(CaptureDrops {
+                            received: u.datagrams,
+                            kernel_dropped: socket_drops(&u.sock).unwrap_or(0),
+                            if_dropped: 0,
+                            undecodable: u.undecodable,
+                        }));
+                    }
                     match u.sock.recv_from(&mut u.buf) {
                         Ok((n, peer)) => {
                             u.datagrams += 1;
@@ -550,6 +575,39 @@ pub enum Event<'a> {
     Frame(Frame<'a>),
     /// A live read timed out with no packet.
     Idle,
+    /// The kernel's and interface's drop counters as of now (live capture and UDP listener,
+    /// about once a second), so that drops are seen while they happen, not only at exit.
+    Drops(CaptureDrops),
+}
+
+/// Paces the drop reports: reading pcap stats is a system call, not for every packet.
+struct Every {
+    last: std::time::Instant,
+    n: u32,
+}
+
+impl Default for Every {
+    fn default() -> Self {
+        Every {
+            last: std::time::Instant::now(),
+            n: 0,
+        }
+    }
+}
+
+impl Every {
+    /// Whether a second has passed; looked at every 1024th call, or on every idle one.
+    fn due(&mut self, idle: bool) -> bool {
+        self.n = self.n.wrapping_add(1);
+        if !idle && self.n % 1024 != 0 {
+            return false;
+        }
+        if self.last.elapsed() < std::time::Duration::from_secs(1) {
+            return false;
+        }
+        self.last = std::time::Instant::now();
+        true
+    }
 }
 
 /// Strips the listener's tunnel header: the inner frame's link type, its offset in the

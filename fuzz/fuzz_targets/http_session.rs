@@ -20,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
         max_pending_requests: 16,
         ..ParserConfig::default()
     };
-    let mut s = HttpSession::new(cfg, mode & 1 != 0, 0);
-    let mut shared = Shared::default();
+    let mut s = HttpSession::new(mode & 1 != 0, 0);
+    let mut shared = Shared::new(cfg);
     let mut out = Vec::new();
     let mut off = [0u64; 2];
     while let [ctl, len, tail @ ..] = rest {

@@ -49,9 +49,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// Keys come from packet data: a keyed (per-process random seed) fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Values kept per evidence set.
 pub const MAX_EVIDENCE_VALUES: usize = 16;
@@ -824,10 +827,7 @@ fn find(h: &[u8], n: &[u8], from: usize) -> Option<usize> {
     if n.is_empty() || from >= h.len() || h.len() - from < n.len() {
         return None;
     }
-    h[from..]
-        .windows(n.len())
-        .position(|w| w == n)
-        .map(|p| p + from)
+    memchr::memmem::find(&h[from..], n).map(|p| p + from)
 }
 
 /// Copies `b` into `out` with JSON string escapes undone (`\n`, `\t`, `\/`, `\"`, `\\`), so
@@ -906,8 +906,8 @@ impl Findings {
             policy: Arc::new(policy),
             owners: Arc::new(owners),
             specs: Arc::new(specs),
-            endpoints: HashMap::new(),
-            cors: HashMap::new(),
+            endpoints: HashMap::default(),
+            cors: HashMap::default(),
             limits: BodyLimits {
                 max_decoded: ERROR_BODY_BYTES,
                 ..BodyLimits::default()
@@ -923,8 +923,8 @@ impl Findings {
             policy: Arc::clone(&self.policy),
             owners: Arc::clone(&self.owners),
             specs: Arc::clone(&self.specs),
-            endpoints: HashMap::new(),
-            cors: HashMap::new(),
+            endpoints: HashMap::default(),
+            cors: HashMap::default(),
             limits: self.limits.clone(),
             scratch: Vec::new(),
             stats: FindingsStats::default(),

@@ -18,8 +18,11 @@ use apitap_parsers::{Exchange, Protocol};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+/// Keys come from packet data: a keyed (per-process random seed) fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Inventory limits.
 #[derive(Clone, Copy, Debug)]
@@ -565,7 +568,7 @@ impl Inventory {
     pub fn new(cfg: InventoryConfig) -> Self {
         Inventory {
             cfg,
-            endpoints: HashMap::new(),
+            endpoints: HashMap::default(),
             stats: InventoryStats::default(),
         }
     }

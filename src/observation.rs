@@ -10,7 +10,6 @@ use apitap_capture::flow::FlowInfo;
 use apitap_parsers::{Exchange, GrpcInfo, Protocol, Request, Response};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// Schema version written with every event (Kafka headers, docs).
@@ -18,20 +17,50 @@ pub const SCHEMA_VERSION: &str = "1";
 
 #[derive(Serialize)]
 struct Endpoint {
-    ip: String,
+    /// Serialised as its text form (serde's human-readable `IpAddr`), without an allocation.
+    ip: std::net::IpAddr,
     port: u16,
 }
 
 impl From<SocketAddr> for Endpoint {
     fn from(a: SocketAddr) -> Self {
         Endpoint {
-            ip: a.ip().to_string(),
+            ip: a.ip(),
             port: a.port(),
         }
     }
 }
 
-type Headers<'a> = BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>;
+/// Header fields by lower-case name, written as a JSON object of name → values in name order
+/// (values in the order sent). Kept as one vector sorted by name, not a map of vectors, so
+/// that building it costs one allocation.
+struct Headers<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Headers<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Values<'b, 'a>(&'b [(Cow<'a, str>, Cow<'a, str>)]);
+        impl Serialize for Values<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|(_, v)| v))
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        let mut rest = &self.0[..];
+        while let Some((name, _)) = rest.first() {
+            let n = rest.iter().take_while(|(k, _)| k == name).count();
+            m.serialize_entry(name, &Values(&rest[..n]))?;
+            rest = &rest[n..];
+        }
+        m.end()
+    }
+}
 
 #[derive(Serialize)]
 struct RequestObs<'a> {
@@ -53,7 +82,7 @@ struct ResponseObs<'a> {
     body_bytes: u64,
     #[serde(skip_serializing_if = "<[u16]>::is_empty")]
     interim: &'a [u16],
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "Headers::is_empty")]
     trailers: Headers<'a>,
 }
 
@@ -130,7 +159,7 @@ pub fn rfc3339(ts_us: i64) -> String {
 }
 
 fn headers<'a>(hs: &'a [(String, String)], r: &mut Redactor) -> Headers<'a> {
-    let mut m: Headers<'a> = BTreeMap::new();
+    let mut m = Vec::with_capacity(hs.len());
     for (n, v) in hs {
         // Most names are lower case already (always in HTTP/2): borrow them.
         let key = if n.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -138,9 +167,11 @@ fn headers<'a>(hs: &'a [(String, String)], r: &mut Redactor) -> Headers<'a> {
         } else {
             Cow::Borrowed(n.as_str())
         };
-        m.entry(key).or_default().push(r.header(n, v));
+        m.push((key, r.header(n, v)));
     }
-    m
+    // Stable: the values of a repeated name stay in the order sent.
+    m.sort_by(|a, b| a.0.cmp(&b.0));
+    Headers(m)
 }
 
 /// The host a request was addressed to: `:authority`, else `Host`, else the authority of an

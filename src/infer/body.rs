@@ -788,7 +788,8 @@ impl Schema {
 /// Per-body state shared by the walkers: the fields being recorded (hashed by path while
 /// walking, sorted once at the end) and the caps.
 struct Builder<'l> {
-    index: HashMap<String, usize>,
+    /// Paths come from packet data: a keyed (per-process random seed) fast hasher.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     fields: Vec<(String, Field)>,
     dropped: u64,
     lim: &'l BodyLimits,
@@ -800,7 +801,7 @@ struct Builder<'l> {
 impl<'l> Builder<'l> {
     fn new(lim: &'l BodyLimits) -> Self {
         Builder {
-            index: HashMap::new(),
+            index: HashMap::default(),
             fields: Vec::new(),
             dropped: 0,
             lim,

@@ -18,10 +18,12 @@
 //!   events were not delivered, and fail.
 //! - **SIGTERM with an idle input.** The FIFO stays open and silent: a stop must not wait for
 //!   the next packet.
+#[path = "common/broker.rs"]
+mod broker;
+use broker::{topic_count, Broker};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -676,142 +678,6 @@ fn sigterm_with_an_idle_fifo_input_ends_promptly() {
 
 // ------------------------------------------------------------------ Kafka broker gone
 
-fn skip_kafka() -> bool {
-    if std::env::var("APITAP_SKIP_KAFKA").is_ok_and(|v| v == "1") {
-        eprintln!("APITAP_SKIP_KAFKA=1: skipping a test that needs the tansu broker");
-        return true;
-    }
-    false
-}
-
-/// The tansu binary (as tests/kafka.rs finds it); panics with the way out when missing.
-fn tansu() -> PathBuf {
-    let mut c: Vec<PathBuf> = Vec::new();
-    if let Ok(p) = std::env::var("APITAP_TANSU") {
-        c.push(p.into());
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        c.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-    }
-    for var in ["CARGO_HOME", "HOME"] {
-        if let Ok(h) = std::env::var(var) {
-            let sub = if var == "HOME" {
-                ".cargo/bin/tansu"
-            } else {
-                "bin/tansu"
-            };
-            c.push(Path::new(&h).join(sub));
-        }
-    }
-    c.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "this test needs the tansu broker, which is not installed: run \
-             scripts/kafka-broker.sh, or set APITAP_SKIP_KAFKA=1"
-        )
-    })
-}
-
-/// A tansu broker on a free port of 127.0.0.1; killed when dropped.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("broker.log")).unwrap();
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut b = Broker {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while metadata(&b.bootstrap()).is_none() {
-            if let Some(Ok(Some(st))) = b.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "tansu exited ({st}); see {}",
-                    dir.join("broker.log").display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not answer within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        b
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Messages in a topic, by its watermarks.
-    fn topic_messages(&self, topic: &str) -> Option<i64> {
-        use rdkafka::consumer::Consumer;
-        let c = consumer(&self.bootstrap());
-        let md = c.fetch_metadata(Some(topic), Duration::from_secs(2)).ok()?;
-        let t = md.topics().iter().find(|t| t.name() == topic)?;
-        let mut n = 0;
-        for p in t.partitions() {
-            let (lo, hi) = c
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(2))
-                .ok()?;
-            n += hi - lo;
-        }
-        Some(n)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn consumer(bootstrap: &str) -> rdkafka::consumer::BaseConsumer {
-    rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("apitap-faults-{}", std::process::id()))
-        .set("log_level", "0")
-        .create()
-        .unwrap()
-}
-
-fn metadata(bootstrap: &str) -> Option<()> {
-    use rdkafka::consumer::Consumer;
-    consumer(bootstrap)
-        .fetch_metadata(None, Duration::from_secs(1))
-        .ok()
-        .map(|_| ())
-}
-
 /// The Kafka sink's shutdown counters (`accepted=… delivered=… …`).
 fn kafka_counters(stderr: &str) -> BTreeMap<String, u64> {
     let line = stderr
@@ -829,7 +695,7 @@ fn kafka_counters(stderr: &str) -> BTreeMap<String, u64> {
 /// (3 s) plus a margin it ends, non-zero, saying how many events were not delivered.
 #[test]
 fn sigterm_with_the_kafka_broker_down_reports_what_was_not_delivered() {
-    if skip_kafka() {
+    if broker::skip() {
         return;
     }
     const FLUSH_SECS: u64 = 3;
@@ -861,7 +727,7 @@ fn sigterm_with_the_kafka_broker_down_reports_what_was_not_delivered() {
     // test above for what an idle input does to a stop).
     let (mut p, mut feeder) = fifo_run(&dir, &args, true);
     let t0 = Instant::now();
-    while broker.topic_messages("f1.exchanges").unwrap_or(0) == 0 {
+    while topic_count(&broker.bootstrap(), "f1.exchanges").unwrap_or(0) == 0 {
         assert!(p.running(), "{}", p.stderr());
         assert!(
             t0.elapsed() < Duration::from_secs(60),
@@ -869,7 +735,7 @@ fn sigterm_with_the_kafka_broker_down_reports_what_was_not_delivered() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let delivered_before = broker.topic_messages("f1.exchanges").unwrap_or(0);
+    let delivered_before = topic_count(&broker.bootstrap(), "f1.exchanges").unwrap_or(0);
     broker.kill();
     // More exchanges while the broker is gone: they queue in the producer.
     let lines_at_kill = count_lines(&file);

@@ -10,19 +10,20 @@
 //! decides when packets arrive. Part of it is delivered, the broker is killed (SIGKILL) while
 //! the replay is still running, more packets arrive during the outage, and the broker comes
 //! back on the same port with the same storage before the rest arrives.
+#[path = "common/broker.rs"]
+mod broker;
 #[path = "common/http.rs"]
 mod http;
+use broker::{consumer, free_port, skip, topic_count, Broker};
 use http::http_get;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const SENSOR: &str = "kafka-test-sensor";
@@ -39,132 +40,6 @@ fn workdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn skip() -> bool {
-    if std::env::var("APITAP_SKIP_KAFKA").is_ok_and(|v| v == "1") {
-        eprintln!("APITAP_SKIP_KAFKA=1: skipping a test that needs the tansu broker");
-        return true;
-    }
-    false
-}
-
-/// The tansu binary; panics with the way out when it is missing.
-fn tansu() -> PathBuf {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(p) = std::env::var("APITAP_TANSU") {
-        candidates.push(p.into());
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-    }
-    if let Ok(h) = std::env::var("CARGO_HOME") {
-        candidates.push(Path::new(&h).join("bin/tansu"));
-    }
-    if let Ok(h) = std::env::var("HOME") {
-        candidates.push(Path::new(&h).join(".cargo/bin/tansu"));
-    }
-    match candidates.into_iter().find(|p| p.is_file()) {
-        Some(p) => p,
-        None => panic!(
-            "the Kafka tests need the tansu broker, which is not installed: run \
-             scripts/kafka-broker.sh (builds it once, ~10 min), or set APITAP_SKIP_KAFKA=1 to \
-             skip these tests"
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A tansu broker on 127.0.0.1:port, storing in `dir/tansu.db`; killed when dropped.
-struct Broker {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Broker {
-        let mut b = Broker {
-            bin: tansu(),
-            dir: dir.to_path_buf(),
-            port: free_port(),
-            child: None,
-        };
-        b.spawn();
-        b
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("broker.log"))
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let c = consumer(&self.bootstrap());
-        loop {
-            if c.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
-                return;
-            }
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "tansu exited ({st}); see {}",
-                    self.dir.join("broker.log").display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not answer on {} within 30 s; see {}",
-                self.bootstrap(),
-                self.dir.join("broker.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// SIGKILL: no goodbye to the clients, nothing flushed by the broker itself.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    /// Kills the broker; its directory (storage, logs, the run's outputs) stays for a failed
-    /// test to be looked at.
-    fn drop(&mut self) {
-        self.kill();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// The apitap process, killed if the test fails before it ends.
@@ -219,23 +94,6 @@ fn apitap<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Apitap {
     Apitap(Some(c))
 }
 
-fn consumer(bootstrap: &str) -> BaseConsumer {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let group = format!(
-        "apitap-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("log_level", "0")
-        .create()
-        .unwrap()
-}
-
 /// One consumed message.
 #[derive(Debug)]
 struct Msg {
@@ -255,21 +113,6 @@ fn partitions(c: &BaseConsumer, topic: &str) -> Vec<i32> {
         .unwrap_or_default();
     assert!(!ps.is_empty(), "topic {topic} has no partitions");
     ps
-}
-
-/// Messages in the topic, by its watermarks.
-fn topic_count(bootstrap: &str, topic: &str) -> Option<i64> {
-    let c = consumer(bootstrap);
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(2)).ok()?;
-    let t = md.topics().iter().find(|t| t.name() == topic)?;
-    let mut n = 0;
-    for p in t.partitions() {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(2))
-            .ok()?;
-        n += hi - lo;
-    }
-    Some(n)
 }
 
 /// Reads the whole topic from the beginning: until `expect` messages (or all the topic holds,

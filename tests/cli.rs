@@ -2,6 +2,8 @@
 //! while a real client and server talk.
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/scratch.rs"]
+mod scratch;
 use http::http_get;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,8 +16,7 @@ fn apitap() -> Command {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir("cli", false);
     d.join(name)
 }
 
@@ -262,8 +263,7 @@ fn config_example_round_trips_and_bad_keys_are_named() {
         .output()
         .unwrap();
     assert!(ex.status.success());
-    let dir = std::env::temp_dir().join(format!("apitap-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch::dir("cfg", false);
     let good = dir.join("good.toml");
     std::fs::write(&good, &ex.stdout).unwrap();
     let ok = Command::new(bin)

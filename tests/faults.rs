@@ -20,6 +20,8 @@
 //!   the next packet.
 #[path = "common/broker.rs"]
 mod broker;
+#[path = "common/scratch.rs"]
+mod scratch;
 use broker::{topic_count, Broker};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -59,9 +61,7 @@ impl Drop for Workdir {
 }
 
 fn workdir(name: &str) -> Workdir {
-    let d = std::env::temp_dir().join(format!("apitap-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir(&format!("faults-{name}"), true);
     Workdir(d)
 }
 

@@ -13,6 +13,8 @@
 //!   and `spec::diff` over an inventory file, with and without drift.
 //! - OCSF 1.5.0 output validated against the vendored JSON Schemas, ECS output against the
 //!   vendored ECS field list.
+#[path = "common/scratch.rs"]
+mod scratch;
 use apitap::findings::{risk, Findings};
 use apitap::formats::{self, Format};
 use apitap::inspect::{InspectConfig, Inspector};
@@ -51,8 +53,7 @@ fn truth(name: &str) -> Value {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-findings-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir("findings", false);
     d.join(name)
 }
 

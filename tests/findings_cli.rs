@@ -3,6 +3,8 @@
 //! an answering /internal/admin …) raises exactly the findings its truth lists, once per
 //! endpoint and rule, with its OWASP category and owner; the clean API raises none; OCSF output
 //! carries the documented classes; bad policy files fail `apitap policy check`.
+#[path = "common/scratch.rs"]
+mod scratch;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn replay(pcap: &str, tag: &str, extra: &[&str]) -> Vec<Value> {
-    let out = std::env::temp_dir().join(format!("apitap-fcli-{tag}-{}.jsonl", std::process::id()));
+    let out = scratch::dir("fcli", false).join(format!("{tag}.jsonl"));
     let _ = std::fs::remove_file(&out);
     let st = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .arg("replay")
@@ -49,7 +51,7 @@ type Key = (String, String, String, String);
 
 #[test]
 fn risky_api_raises_each_expected_finding_once() {
-    let owners = std::env::temp_dir().join(format!("apitap-owners-{}.toml", std::process::id()));
+    let owners = scratch::dir("fcli", false).join("owners.toml");
     std::fs::write(
         &owners,
         "[[owners]]\nteam = \"payments\"\ncontact = \"payments@example.com\"\ntier = \"tier-1\"\nhosts = [\"**\"]\n",
@@ -132,7 +134,7 @@ fn ocsf_format_uses_the_ocsf_classes() {
 
 #[test]
 fn policy_check_names_the_bad_key() {
-    let bad = std::env::temp_dir().join(format!("apitap-policy-{}.toml", std::process::id()));
+    let bad = scratch::dir("fcli", false).join("bad-policy.toml");
     std::fs::write(&bad, "[rules.server_banner]\nseverity = \"apocalyptic\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .args(["policy", "check"])
@@ -152,9 +154,7 @@ fn policy_check_names_the_bad_key() {
 /// each endpoint's risk score, owner and findings with the full findings list.
 #[test]
 fn spec_drift_and_risk_reach_the_outputs_and_the_inventory() {
-    let dir = std::env::temp_dir().join(format!("apitap-fcli-drift-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch::dir("fcli-drift", true);
     let owners = dir.join("owners.toml");
     std::fs::write(
         &owners,

@@ -21,6 +21,8 @@
 //! (a lower bound that can miss a last-moment peak; the line printed says which).
 #[path = "common/flood.rs"]
 mod flood;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use flood::{clean_exchange, h2, h2_frame, hpack_int, hpack_str, nth_client, Conn, Ep, Pcap};
 use serde_json::Value;
@@ -73,9 +75,7 @@ struct Case {
 
 impl Case {
     fn new(name: &'static str) -> Case {
-        let dir = std::env::temp_dir().join(format!("apitap-flood-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch::dir(&format!("flood-{name}"), true);
         Case { name, dir }
     }
 

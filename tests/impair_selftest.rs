@@ -14,8 +14,7 @@ fn data(name: &str) -> PathBuf {
 #[test]
 fn impair_counts_add_up_and_are_deterministic() {
     let input = data("h1-nginx.pcap");
-    let dir = std::env::temp_dir().join(format!("apitap-impair-selftest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch::dir("impair-selftest", false);
     let out_a = dir.join("a.pcap");
     let out_b = dir.join("b.pcap");
 

@@ -4,6 +4,8 @@
 //! one miss) and no extra one, every planted sensitive type must be reported on the endpoint
 //! that carries it, and none of the planted raw values may appear in any file the sensor
 //! writes — observations, inventory events, inventory, OpenAPI.
+#[path = "common/scratch.rs"]
+mod scratch;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,9 +18,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-inv-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir(&format!("inv-{tag}"), true);
     d
 }
 

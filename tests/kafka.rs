@@ -14,6 +14,8 @@
 mod broker;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/scratch.rs"]
+mod scratch;
 use broker::{consumer, free_port, skip, topic_count, Broker};
 use http::http_get;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,9 +38,7 @@ fn data(name: &str) -> PathBuf {
 
 /// A fresh directory per test.
 fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-kafka-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir(&format!("kafka-{name}"), true);
     d
 }
 

@@ -16,8 +16,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-loopback-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = common::scratch::dir("loopback", false);
     d.join(name)
 }
 

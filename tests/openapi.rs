@@ -6,6 +6,8 @@
 //!
 //! Without network the validator cannot be installed and the tests fail, saying so; set
 //! `APITAP_SKIP_OPENAPI_VALIDATOR=1` to run the structural checks only.
+#[path = "common/scratch.rs"]
+mod scratch;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,9 +33,7 @@ fn captures() -> Vec<&'static str> {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-openapi-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir(&format!("openapi-{name}"), true);
     d
 }
 

@@ -14,6 +14,8 @@
 //! stderr. The control: with `--redaction off` the values that travel where the sensor shows
 //! them (path, query, headers) do appear, so the check can fail. And the capture must really
 //! have been parsed as HTTP/2, every exchange of it, bodies decoded.
+#[path = "common/scratch.rs"]
+mod scratch;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,9 +60,7 @@ impl Run {
 }
 
 fn replay(tag: &str, extra: &[&str]) -> Run {
-    let dir = std::env::temp_dir().join(format!("apitap-redh2-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch::dir(&format!("redh2-{tag}"), true);
     let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .arg("replay")
         .arg(data("rest-h2.pcap"))

@@ -4,6 +4,8 @@
 //! compared as multisets of (protocol, method, target, status); likewise when the underlay
 //! fragments the tunnel packets or the packets inside the tunnel are fragments. Two VNIs
 //! carrying the same inner addresses stay two sets of connections.
+#[path = "common/scratch.rs"]
+mod scratch;
 #[path = "common/wrap.rs"]
 mod wrap;
 
@@ -24,8 +26,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-tunnels-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = scratch::dir("tunnels", false);
     d.join(name)
 }
 

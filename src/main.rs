@@ -41,6 +41,10 @@ enum Cmd {
         /// Capture files (pcap or pcapng), read one after the other.
         #[arg(required = true, value_name = "PCAP")]
         files: Vec<PathBuf>,
+        /// Replay speed: `max` (as fast as possible), `realtime` (the pace the capture was
+        /// recorded at, for demos and idle timeouts), or a factor of it such as `10` or `0.5x`.
+        #[arg(long, default_value = "max", value_name = "max|realtime|FACTOR")]
+        speed: apitap_capture::source::Speed,
         #[command(flatten)]
         common: Common,
     },
@@ -645,13 +649,18 @@ fn run(cli: Cli, sub: Option<&clap::ArgMatches>) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Replay { files, common } => {
+        Cmd::Replay {
+            files,
+            speed,
+            common,
+        } => {
             let r = Run {
                 cfg: common.config(None, sub)?,
                 quiet: common.quiet,
             };
             init_logging(&r.cfg);
             let mut src = PacketSource::files(&files)?;
+            src.set_speed(speed);
             let total_bytes: u64 = files
                 .iter()
                 .filter_map(|f| std::fs::metadata(f).ok())

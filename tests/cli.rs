@@ -466,3 +466,40 @@ fn metrics_are_live_during_a_capture() {
         "{m1}"
     );
 }
+
+/// `--speed` paces a replay by the capture's timestamps: rest-api.pcap spans 3.1 s of capture,
+/// so at 2x it cannot take less than ~1.55 s (`max` reads it in a fraction of that); both
+/// yield the same exchanges. A bad value names the accepted forms.
+#[test]
+fn replay_speed_follows_capture_time() {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rest-api.pcap");
+    let run = |speed: &str, tag: &str| {
+        let out = tmp(&format!("speed-{tag}.jsonl"));
+        let t = Instant::now();
+        let st = apitap()
+            .arg("replay")
+            .arg(&pcap)
+            .args(["--speed", speed, "-q", "--output"])
+            .arg(format!("jsonl:{}", out.display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        (t.elapsed(), exchanges_in(&out))
+    };
+    let (_, a) = run("max", "max");
+    let (paced, b) = run("2", "x2");
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "pacing changed what was observed");
+    assert!(
+        paced >= Duration::from_millis(1540),
+        "3.1 s of capture at 2x took {paced:?}"
+    );
+    let bad = apitap()
+        .args(["replay", "--speed", "warp"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("expected `max`, `realtime`"), "{e}");
+}

@@ -12,6 +12,7 @@
 pub mod decode;
 pub mod flow;
 pub mod frag;
+pub mod pace;
 pub mod reassembly;
 pub mod seq;
 pub mod source;

@@ -9,6 +9,8 @@
 //! header and hands on the inner frame with the tunnel as metadata. Kernel drops are read
 //! from the socket's `drops` column in `/proc/net/udp` (Linux).
 use crate::decode::linktype;
+pub use crate::pace::Speed;
+use crate::pace::{Pacer, Waited};
 use crate::tunnel::{self, Tunnel, TunnelKind};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -141,6 +143,7 @@ enum Inner {
         paths: Vec<PathBuf>,
         next: usize,
         cap: Option<pcap::Capture<pcap::Offline>>,
+        pacer: Pacer,
     },
     Live(pcap::Capture<pcap::Active>),
     Udp(UdpListener),
@@ -192,6 +195,7 @@ fn stream(
     mut c: pcap::Capture<pcap::Offline>,
     linktype: i32,
     stop: &std::sync::atomic::AtomicBool,
+    pacer: &mut Pacer,
     f: &mut impl FnMut(Event<'_>),
 ) -> bool {
     use std::sync::mpsc::{sync_channel, RecvTimeoutError};
@@ -235,6 +239,9 @@ fn stream(
         }
         match rx.recv_timeout(std::time::Duration::from_millis(PIPE_IDLE_MS)) {
             Ok(Some(r)) => {
+                if pacer.wait(r.ts_us, stop, || f(Event::Idle)) == Waited::Stopped {
+                    return false;
+                }
                 f(Event::Frame(Frame {
                     ts_us: r.ts_us,
                     linktype,
@@ -281,10 +288,18 @@ impl PacketSource {
                 paths: paths.to_vec(),
                 next: 1,
                 cap: first,
+                pacer: Pacer::new(Speed::Max),
             },
             linktype,
             iface: String::new(),
         })
+    }
+
+    /// Sets how fast files are replayed (see [`crate::pace`]); live sources ignore it.
+    pub fn set_speed(&mut self, speed: Speed) {
+        if let Inner::Files { pacer, .. } = &mut self.inner {
+            *pacer = Pacer::new(speed);
+        }
     }
 
     /// Opens a live interface.
@@ -425,7 +440,12 @@ impl PacketSource {
     ) -> Result<(), SourceError> {
         use std::sync::atomic::Ordering;
         match &mut self.inner {
-            Inner::Files { paths, next, cap } => {
+            Inner::Files {
+                paths,
+                next,
+                cap,
+                pacer,
+            } => {
                 while let Some(mut c) = cap.take() {
                     // A pipe or FIFO (`tcpdump -w - | apitap replay /dev/stdin`) can go quiet
                     // for any length of time: it is read on a thread, so that a stop and the
@@ -437,14 +457,23 @@ impl PacketSource {
                                 return Ok(());
                             }
                             match c.next_packet() {
-                                Ok(p) => f(Event::Frame(frame(self.linktype, &p))),
+                                Ok(p) => {
+                                    let fr = frame(self.linktype, &p);
+                                    if pacer.wait(fr.ts_us, stop, || f(Event::Idle))
+                                        == Waited::Stopped
+                                    {
+                                        *cap = Some(c);
+                                        return Ok(());
+                                    }
+                                    f(Event::Frame(fr))
+                                }
                                 // End of the file; a damaged last record (a capture cut
                                 // short) ends it too.
                                 Err(_) => break true,
                             }
                         }
                     } else {
-                        stream(c, self.linktype, stop, &mut f)
+                        stream(c, self.linktype, stop, pacer, &mut f)
                     };
                     if !finished {
                         return Ok(());

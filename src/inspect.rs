@@ -51,6 +51,12 @@ pub struct Insights {
     pub response_schema: Option<Schema>,
     /// Findings beyond [`MAX_FINDINGS`].
     pub findings_dropped: u64,
+    /// Bit `i` set: request header `i` (of the first 64) was classified — under its name as
+    /// sent, exactly as [`crate::redact::Redactor::header`] would — and holds nothing
+    /// sensitive, so the redactor need not classify it again.
+    pub request_clean: u64,
+    /// The same for the response's header fields (trailers not included).
+    pub response_clean: u64,
 }
 
 impl Insights {
@@ -177,6 +183,8 @@ impl Inspector {
             request_schema: None,
             response_schema: None,
             findings_dropped: 0,
+            request_clean: 0,
+            response_clean: 0,
         };
         self.path(path, &mut ins);
         if let Some(q) = query {
@@ -352,11 +360,11 @@ fn authorization(name: &str, v: &str, loc: Location, ins: &mut Insights) {
 }
 
 fn request_headers(req: &Request, ins: &mut Insights) {
-    for (n, v) in &req.headers {
-        if n.starts_with(':') {
+    for (i, (raw, v)) in req.headers.iter().enumerate() {
+        if raw.starts_with(':') {
             continue;
         }
-        let n = lower(n);
+        let n = lower(raw);
         match &*n {
             "cookie" => {
                 for (cn, cv) in auth::cookies(v) {
@@ -368,21 +376,22 @@ fn request_headers(req: &Request, ins: &mut Insights) {
             "authorization" | "proxy-authorization" => {
                 authorization(&n, v, Location::RequestHeader, ins)
             }
-            _ => {
-                if let Some(t) = classify(Some(&n), v) {
-                    ins.push(t, Location::RequestHeader, &n);
-                }
-            }
+            _ => match classify(Some(raw), v) {
+                Some(t) => ins.push(t, Location::RequestHeader, &n),
+                None if i < 64 => ins.request_clean |= 1 << i,
+                None => {}
+            },
         }
     }
 }
 
 fn response_headers(r: &Response, ins: &mut Insights) {
-    for (n, v) in r.headers.iter().chain(r.trailers.iter()) {
-        if n.starts_with(':') {
+    let fields = r.headers.len();
+    for (i, (raw, v)) in r.headers.iter().chain(r.trailers.iter()).enumerate() {
+        if raw.starts_with(':') {
             continue;
         }
-        let n = lower(n);
+        let n = lower(raw);
         if &*n == "set-cookie" {
             let first = v.split(';').next().unwrap_or("");
             if let Some((cn, cv)) = first.split_once('=') {
@@ -392,8 +401,10 @@ fn response_headers(r: &Response, ins: &mut Insights) {
             }
             continue;
         }
-        if let Some(t) = classify(Some(&n), v) {
-            ins.push(t, Location::ResponseHeader, &n);
+        match classify(Some(raw), v) {
+            Some(t) => ins.push(t, Location::ResponseHeader, &n),
+            None if i < fields.min(64) => ins.response_clean |= 1 << i,
+            None => {}
         }
     }
 }

@@ -23,3 +23,9 @@ pub mod redact;
 pub mod run;
 pub mod sink;
 pub mod spec;
+
+/// mimalloc instead of glibc malloc, for the daemon and everything built on this library (the
+/// benches measure what ships): every exchange allocates and frees small strings, and glibc's
+/// malloc/free were ~13% of a replay's instructions (callgrind on benches' api-mix capture).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

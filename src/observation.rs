@@ -158,16 +158,18 @@ pub fn rfc3339(ts_us: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-fn headers<'a>(hs: &'a [(String, String)], r: &mut Redactor) -> Headers<'a> {
+/// `clean`: bit `i` set when inspection found field `i` holds nothing sensitive.
+fn headers<'a>(hs: &'a [(String, String)], r: &mut Redactor, clean: u64) -> Headers<'a> {
     let mut m = Vec::with_capacity(hs.len());
-    for (n, v) in hs {
+    for (i, (n, v)) in hs.iter().enumerate() {
         // Most names are lower case already (always in HTTP/2): borrow them.
         let key = if n.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(n.to_ascii_lowercase())
         } else {
             Cow::Borrowed(n.as_str())
         };
-        m.push((key, r.header(n, v)));
+        let known_clean = i < 64 && clean & (1 << i) != 0;
+        m.push((key, r.header_checked(n, v, known_clean)));
     }
     // Stable: the values of a repeated name stay in the order sent.
     m.sort_by(|a, b| a.0.cmp(&b.0));
@@ -198,14 +200,14 @@ pub fn split_target(target: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn response_obs<'a>(r: &'a Response, red: &mut Redactor) -> ResponseObs<'a> {
+fn response_obs<'a>(r: &'a Response, red: &mut Redactor, clean: u64) -> ResponseObs<'a> {
     ResponseObs {
         status: r.status,
-        headers: headers(&r.headers, red),
+        headers: headers(&r.headers, red, clean),
         content_type: r.header("content-type"),
         body_bytes: r.body.bytes,
         interim: &r.interim,
-        trailers: headers(&r.trailers, red),
+        trailers: headers(&r.trailers, red, 0),
     }
 }
 
@@ -242,11 +244,14 @@ impl<'a> Observation<'a> {
                 path: red.path(path),
                 query: query.map(|q| red.query(q)),
                 version: &req.version,
-                headers: headers(&req.headers, red),
+                headers: headers(&req.headers, red, ins.map_or(0, |i| i.request_clean)),
                 content_type: req.header("content-type"),
                 body_bytes: req.body.bytes,
             },
-            response: ex.response.as_ref().map(|r| response_obs(r, red)),
+            response: ex
+                .response
+                .as_ref()
+                .map(|r| response_obs(r, red, ins.map_or(0, |i| i.response_clean))),
             latency_ms,
             gap: ex.gap,
             headers_incomplete: ex.headers_incomplete,

@@ -136,6 +136,18 @@ impl Redactor {
 
     /// The header value as it may leave the sensor.
     pub fn header<'a>(&mut self, name: &str, value: &'a str) -> Cow<'a, str> {
+        self.header_checked(name, value, false)
+    }
+
+    /// [`Redactor::header`] when the caller already ran `classify(Some(name), value)` and it
+    /// found nothing (`known_clean`): the name and URL rules still apply, the value is not
+    /// classified a second time.
+    pub fn header_checked<'a>(
+        &mut self,
+        name: &str,
+        value: &'a str,
+        known_clean: bool,
+    ) -> Cow<'a, str> {
         if self.mode == Redaction::Off {
             return Cow::Borrowed(value);
         }
@@ -158,6 +170,9 @@ impl Redactor {
                 }
                 return Cow::Owned(out);
             }
+        }
+        if known_clean {
+            return Cow::Borrowed(value);
         }
         match classify(Some(name), value) {
             Some(t) => self.value(t, value),
@@ -286,6 +301,26 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A "clean" hint only skips the value classification: credential header names and
+    /// URL-valued headers are still rewritten, and without the hint the value is classified.
+    #[test]
+    fn clean_hint_skips_only_the_value_classifier() {
+        let mut r = Redactor::new(Redaction::Mask, b"");
+        assert_eq!(r.header_checked("X-API-Key", "sk_live_abc", true), "***");
+        assert_eq!(
+            r.header_checked("Referer", "https://a.example/p?email=jo@example.com", true),
+            "https://a.example/p?email=j***@example.com"
+        );
+        assert_eq!(
+            r.header_checked("X-Contact", "jo@example.com", false),
+            "j***@example.com"
+        );
+        assert_eq!(
+            r.header_checked("X-Contact", "jo@example.com", true),
+            "jo@example.com"
+        );
+    }
 
     #[test]
     fn auth_headers_keep_scheme_lose_secret() {

@@ -52,6 +52,11 @@ pub struct Summary {
     /// Delivery counters of the outputs that deliver asynchronously (Kafka), one per output.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkStats>,
+    /// Exchanges per worker (several workers only). Connections are pinned to a worker by a
+    /// hash of their addresses, so a few heavy connections can load one worker more than the
+    /// others: this shows it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_exchanges: Vec<u64>,
 }
 
 /// Pipeline shape.
@@ -724,6 +729,7 @@ impl Workers {
         for p in &self.published {
             if let Ok(p) = p.lock() {
                 s.add_worker(&p);
+                s.worker_exchanges.push(p.engine.exchanges);
             }
         }
         s.engine.sink_errors += self.sink_errors.load(std::sync::atomic::Ordering::Relaxed);

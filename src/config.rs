@@ -146,12 +146,16 @@ impl Default for Flows {
 pub struct ParserSection {
     /// Bytes of each body kept for inspection.
     pub body_prefix_bytes: usize,
+    /// Bytes the parsers of one worker may keep between packets, all its connections together
+    /// (see `apitap_parsers::ParserConfig::memory_budget_bytes`).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for ParserSection {
     fn default() -> Self {
         ParserSection {
             body_prefix_bytes: 65_536,
+            memory_budget_bytes: apitap_parsers::ParserConfig::default().memory_budget_bytes,
         }
     }
 }

@@ -387,6 +387,7 @@ impl Run {
             .collect::<Result<Vec<_>>>()?;
         let parser = ParserConfig {
             body_prefix_max: c.parser.body_prefix_bytes,
+            memory_budget_bytes: c.parser.memory_budget_bytes,
             ..ParserConfig::default()
         };
         let salt = match &c.redaction.salt {

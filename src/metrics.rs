@@ -355,6 +355,25 @@ pub fn prometheus(s: &Summary, sinks_ready: bool) -> String {
         &[("", ps.resyncs as f64)],
     );
     p.metric(
+        "parser_budget_bytes",
+        "gauge",
+        "Bytes the parsers keep between packets, charged to the workers' memory budgets.",
+        &[("", ps.budget_used_bytes as f64)],
+    );
+    p.metric(
+        "parser_budget_refusals_total",
+        "counter",
+        "Heads, messages, header blocks, body bytes or tables not kept because the worker's \
+         parser memory budget was spent.",
+        &[("", ps.budget_refusals as f64)],
+    );
+    p.metric(
+        "parser_budget_dropped_bytes_total",
+        "counter",
+        "Bytes not kept because the worker's parser memory budget was spent.",
+        &[("", ps.budget_dropped_bytes as f64)],
+    );
+    p.metric(
         "parse_errors_total",
         "counter",
         "Parse errors, by protocol.",

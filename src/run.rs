@@ -899,8 +899,8 @@ impl Summary {
         line(
             "drops",
             format!(
-                "flows evicted {} · held-data caps {} flow / {} global · pending-request cap {} · sink errors {}",
-                f.evicted, r.cap_flow_hits, r.cap_global_hits, p.pending_overflow, e.sink_errors
+                "flows evicted {} · held-data caps {} flow / {} global · pending-request cap {} · parser budget {} · sink errors {}",
+                f.evicted, r.cap_flow_hits, r.cap_global_hits, p.pending_overflow, p.budget_refusals, e.sink_errors
             ),
         );
         for k in &self.sinks {

@@ -14,7 +14,8 @@
 //! Cases: (a) slowloris, (a') slowloris against a small table, (b) SYN flood, (c) pipelined
 //! requests without responses, (d) huge header blocks, (e) endless chunked body, (f) absurd
 //! Content-Length, (g) sequence wrap and RST injection, (h) conflicting overlaps, (i) HPACK
-//! table-size bomb over h2c, (j) gzip bombs, (k) trickled head, (l) oversized heads.
+//! table-size bomb over h2c, (j) gzip bombs, (k) trickled head, (l) oversized heads, (m) slow
+//! heads against a small parser memory budget.
 //!
 //! Peak RSS is read from GNU time (`/usr/bin/time -f %M`, the kernel's `ru_maxrss` of the
 //! child) when it is installed, else from the child's `VmHWM` polled every few milliseconds
@@ -1115,4 +1116,61 @@ fn oversized_heads_without_responses() {
     // Requests kept from oversized heads are bounded by max_pending_requests like any other,
     // so the connection does not hold every 60 KiB target until it closes.
     assert!(r.n("/parsers/pending_overflow") >= (n as u64).saturating_sub(256));
+}
+
+/// (m) Unfinished 8 KiB request heads on many connections, replayed with a small parser
+/// memory budget (`parser.memory_budget_bytes`, 1 MiB per worker, through a config file) and
+/// two workers (the reference deployment's, and the same numbers on any machine): the heads
+/// that fit are gathered, the others are refused and counted, no budget is exceeded, and once
+/// the idle attackers are closed the budget is whole again for the clean exchange.
+#[test]
+fn slow_heads_against_a_small_parser_budget() {
+    const N: u64 = 2_000;
+    const BUDGET: u64 = 1 << 20;
+    let case = Case::new("budget");
+    let w = case.write(|p| {
+        let mut head = b"GET /slow-head HTTP/1.1\r\nHost: a\r\nX-Pad: ".to_vec();
+        head.extend(std::iter::repeat_n(b'p', 8 << 10));
+        for i in 0..N {
+            let mut c = Conn::new(nth_client(i), VICTIM, (i as u32).wrapping_mul(7919), 1);
+            c.handshake(p)?;
+            c.client(p, &head)?;
+        }
+        // The attackers go quiet past the idle timeout, and are closed.
+        p.advance_us(130_000_000);
+        Ok(())
+    });
+    let cfg = case.dir.join("apitap.toml");
+    std::fs::write(&cfg, format!("[parser]\nmemory_budget_bytes = {BUDGET}\n")).unwrap();
+    let r = case.replay_with(&["--config", cfg.to_str().unwrap(), "--workers", "2"]);
+    r.check_common(
+        &case,
+        &w,
+        &[
+            "/parsers/budget_refusals",
+            "/parsers/budget_dropped_bytes",
+            "/parsers/budget_peak_bytes",
+            "/flows/closed_idle",
+        ],
+    );
+    // Far more than the budget was offered (N × 8 KiB): most heads were refused, counted
+    // with at least their first segment (the rest of a refused head is skipped by the
+    // resynchronisation that follows).
+    assert!(r.n("/parsers/budget_refusals") >= N / 2);
+    assert!(r.n("/parsers/budget_dropped_bytes") >= (N / 2) * flood::MSS as u64);
+    assert_eq!(r.n("/parsers/http1_oversized_heads"), 0);
+    // No worker went over its budget (the summary adds up the workers' peaks).
+    assert!(r.n("/parsers/budget_peak_bytes") <= BUDGET * 2);
+    assert!(r.n("/parsers/budget_peak_bytes") > BUDGET / 2);
+    // Every connection ended (idle on the clean exchange's worker, the rest at the end of
+    // the replay), and gave back what it held.
+    assert_eq!(r.n("/parsers/budget_used_bytes"), 0);
+    assert!(r.n("/flows/closed_idle") > 0);
+    // A refused head's request line is kept when the budget allows; an unfinished head never
+    // makes an exchange of its own.
+    assert!(r
+        .exchanges
+        .iter()
+        .filter(|e| e["request"]["path"] == "/slow-head")
+        .all(|e| e["response"].is_null()));
 }

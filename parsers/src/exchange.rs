@@ -223,6 +223,7 @@ impl Exchange {
 /// h2_max_streams = 256         # concurrent HTTP/2 streams tracked per connection
 /// h2_max_header_list = 65536   # decoded header list per HTTP/2 header block (HPACK bomb cap)
 /// h2_max_table_size = 65536    # largest HPACK dynamic table accepted from SETTINGS
+/// memory_budget_bytes = 268435456  # bytes all connections of one worker may keep between calls
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParserConfig {
@@ -240,6 +241,22 @@ pub struct ParserConfig {
     pub h2_max_header_list: usize,
     /// Cap on the HPACK dynamic table size a peer may set.
     pub h2_max_table_size: usize,
+    /// Bytes that all the connections of one worker together may keep between calls: heads
+    /// gathered across segments, body prefixes, queued requests and responses, HTTP/2 streams,
+    /// header blocks and HPACK tables, resync windows (see [`crate::budget`]). Each cap above
+    /// bounds one connection; this bounds their sum, which at a quarter of a million
+    /// connections per worker would otherwise be many GiB. What would exceed it is not kept,
+    /// and counted ([`ParserStats::budget_refusals`]).
+    ///
+    /// Default 256 MiB per worker. The reference deployment is a 2 GiB container limited to
+    /// two CPUs, hence two workers: 512 MiB of parser budget, next to at most 256 MiB of
+    /// out-of-order segments (the reassembly's budget, all workers together), about 200 MiB
+    /// of flow table and fixed per-connection state at 262,144 connections (a flow entry,
+    /// its session and, for HTTP/1, a 440-byte connection), and at most 256 MiB of Kafka
+    /// queue: about 1.2 GiB of bounded state, leaving the rest for inference, the inventory
+    /// shards and allocator slack. With more workers in the same memory, lower it (the
+    /// budget is per worker).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for ParserConfig {
@@ -252,12 +269,15 @@ impl Default for ParserConfig {
             h2_max_streams: 256,
             h2_max_header_list: 64 * 1024,
             h2_max_table_size: 64 * 1024,
+            memory_budget_bytes: 256 << 20,
         }
     }
 }
 
 /// Counters for everything the parsers saw go wrong or dropped. Plain integers: one set per
-/// connection, summed by the pipeline.
+/// worker (shared by its connections), summed by the pipeline. `budget_used_bytes` is the
+/// worker's memory budget account itself (see [`crate::budget`]), kept here because every
+/// parser entry point already takes these counters by `&mut`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ParserStats {
     /// HTTP/1 requests parsed.
@@ -289,6 +309,18 @@ pub struct ParserStats {
     /// Bytes ignored after the connection switched to a protocol we do not parse (WebSocket,
     /// CONNECT tunnels, TLS, unknown).
     pub opaque_bytes: u64,
+    /// Charges to the worker's memory budget that were refused
+    /// ([`ParserConfig::memory_budget_bytes`]): each is a head, request, response, header
+    /// block, body prefix growth, resync window or HPACK table that was not kept.
+    pub budget_refusals: u64,
+    /// Bytes not kept because of those refusals (the body bytes are still counted in the
+    /// body's length).
+    pub budget_dropped_bytes: u64,
+    /// Bytes charged to the budget now (a gauge; summed over workers).
+    pub budget_used_bytes: u64,
+    /// Most bytes charged at once (per worker; summed over workers, as the workers hold
+    /// theirs at the same time).
+    pub budget_peak_bytes: u64,
     /// HTTP/2 counters.
     pub h2: crate::http2::H2Stats,
 }
@@ -311,6 +343,10 @@ impl ParserStats {
         self.http1_lenient_heads += o.http1_lenient_heads;
         self.unknown_protocol += o.unknown_protocol;
         self.opaque_bytes += o.opaque_bytes;
+        self.budget_refusals += o.budget_refusals;
+        self.budget_dropped_bytes += o.budget_dropped_bytes;
+        self.budget_used_bytes += o.budget_used_bytes;
+        self.budget_peak_bytes += o.budget_peak_bytes;
         self.h2.add(&o.h2);
     }
 }

@@ -9,12 +9,15 @@
 //! Invariants every parser here keeps, because packet data is hostile:
 //! - no panic is reachable from input; malformed input becomes a counter in [`ParserStats`];
 //! - every buffer has a cap from [`ParserConfig`], and what a cap drops is counted;
+//! - what the connections of a worker keep between calls is charged to one memory budget per
+//!   worker ([`budget`]); what would exceed it is not kept, and counted;
 //! - "need more bytes" is never confused with "these bytes are invalid";
 //! - a gap (bytes the mirror lost) is an explicit event; parsers skip it or resynchronise, and the
 //!   rest of the connection is still parsed.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod exchange;
 pub mod http1;
 pub mod http2;

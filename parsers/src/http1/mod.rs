@@ -12,6 +12,14 @@
 //! only a head split across segments is gathered in a small capped buffer. Body bytes are never
 //! buffered beyond the kept prefix ([`crate::ParserConfig::body_prefix_max`]).
 //!
+//! Everything kept between calls (gathered heads and lines, queued requests, the response
+//! being read, deferred responses, body prefixes, bytes held during an upgrade) is charged to
+//! the worker's memory budget ([`crate::budget`]). A head the budget cannot hold is dropped
+//! like an oversized one (its request line kept if the budget allows) and that direction
+//! resynchronises; a parsed request it cannot hold is dropped but its body still framed, and
+//! pairing treats it as lost; a response it cannot hold leaves its request without one; a body
+//! prefix it cannot hold stops growing.
+//!
 //! Gaps (bytes the mirror lost) are cheap when they fall inside a body whose length is known:
 //! the body is marked incomplete and parsing goes on at the right place. Anywhere else the parser
 //! **resynchronises**: it skips to the next plausible message start (a request line on the client
@@ -19,8 +27,9 @@
 //! not trust FIFO order blindly: a response can only answer a request whose first byte the server
 //! had acknowledged when the response started, and (after losing responses) the request the
 //! client sent last before the response began.
+use crate::budget::{self, Account};
 use crate::{
-    Body, ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol, Request, Response,
+    ChunkMeta, Direction, Exchange, ParserConfig, ParserStats, Protocol, Request, Response,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -55,6 +64,14 @@ const MAX_HEADERS_HARD: usize = 256;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Bytes held on the client side while an upgrade or CONNECT awaits its response.
 const MAX_HELD_UPGRADE: usize = 64 * 1024;
+/// Interim (1xx) responses remembered before a final one (more are not recorded).
+const MAX_INTERIM: usize = 16;
+/// Resync candidates split across chunks are at most this long (see [`Http1Conn::resync`]).
+const RESYNC_PROBE: usize = 16;
+/// What a queued request costs beyond its strings: its slot in the queue.
+const PENDING_SLOT: usize = std::mem::size_of::<Pending>();
+/// What a deferred response costs beyond its strings: its slot in the queue.
+const DEFERRED_SLOT: usize = std::mem::size_of::<CurResp>();
 
 /// Whether `data` starts like an HTTP/1 request line: a method token (letters, digits, `-`, `_`,
 /// up to 24 characters), one space, then a request-target (RFC 9112 §3).
@@ -144,7 +161,9 @@ enum State {
 #[derive(Debug)]
 struct Half {
     state: State,
-    /// A head split across chunks, a chunked-framing line, or a resync candidate.
+    /// A head split across chunks, a chunked-framing line, or a resync candidate. Its capacity
+    /// is charged to the budget: it grows through [`Account::grow`] and is emptied through
+    /// [`Account::free`] or [`Account::take`].
     buf: Vec<u8>,
     /// Where `buf`'s first byte came from.
     buf_meta: ChunkMeta,
@@ -174,12 +193,11 @@ impl Half {
         }
     }
 
-    /// Starts gathering a head in `buf` with `bytes`, of which the first `scanned` are known
-    /// not to hold the head's end.
-    fn gather_head(&mut self, bytes: Vec<u8>, meta: ChunkMeta, scanned: usize) {
+    /// Starts gathering a head in `buf` (which holds its first bytes), of which the first
+    /// `scanned` are known not to hold the head's end.
+    fn gather_head(&mut self, meta: ChunkMeta, scanned: usize) {
         self.head_scanned = mark(scanned);
         self.head_parsed = mark(scanned);
-        self.buf = bytes;
         self.buf_meta = meta;
     }
 }
@@ -192,6 +210,11 @@ fn mark(n: usize) -> u32 {
 #[derive(Debug)]
 struct Pending {
     id: u64,
+    /// Bytes charged to the budget for this entry: its slot, the request and, once attached,
+    /// the response ([`budget::request_cost`], [`budget::response_cost`]).
+    charged: usize,
+    /// The budget refused to grow the request's body prefix: it stays as it is.
+    body_stopped: bool,
     req: Request,
     req_done: bool,
     resp: Option<Response>,
@@ -205,6 +228,11 @@ struct Pending {
 /// A response being read, with the id of the request it answers (`None`: orphan).
 #[derive(Debug)]
 struct CurResp {
+    /// Bytes charged to the budget for the response ([`budget::response_cost`]); its slot in
+    /// the deferred queue is charged apart.
+    charged: usize,
+    /// The budget refused to grow the body prefix: it stays as it is.
+    body_stopped: bool,
     resp: Response,
     req_id: Option<u64>,
     gap: bool,
@@ -229,7 +257,12 @@ pub struct Http1Conn {
     cur_resp: Option<Box<CurResp>>,
     /// 1xx codes seen before the final response being awaited.
     interim: Vec<u16>,
+    /// Client bytes received while an upgrade or CONNECT awaits its answer (charged).
     held_upgrade: Vec<u8>,
+    /// The cap or the budget stopped `held_upgrade`: later bytes are not held (no hole).
+    held_full: bool,
+    /// What this connection holds charged to the worker's memory budget.
+    acct: Account,
     /// Messages were lost on this connection (a resync happened): FIFO pairing alone can no
     /// longer be trusted.
     degraded: bool,
@@ -632,6 +665,8 @@ impl Http1Conn {
             cur_resp: None,
             interim: Vec::new(),
             held_upgrade: Vec::new(),
+            held_full: false,
+            acct: Account::new(&cfg),
             degraded: false,
             scope,
             learned: Vec::new(),
@@ -680,9 +715,26 @@ impl Http1Conn {
                     (rest.len(), Transition::Stay)
                 }
                 State::Hold => {
-                    let room = MAX_HELD_UPGRADE.saturating_sub(self.held_upgrade.len());
-                    let take = room.min(rest.len());
-                    self.held_upgrade.extend_from_slice(&rest[..take]);
+                    // Once the cap or the budget stopped holding, nothing more is held, so
+                    // that the held bytes never have a hole.
+                    let room = if self.held_full {
+                        0
+                    } else {
+                        MAX_HELD_UPGRADE.saturating_sub(self.held_upgrade.len())
+                    };
+                    let mut take = room.min(rest.len());
+                    if take > 0
+                        && !self.acct.grow(
+                            &mut self.held_upgrade,
+                            &rest[..take],
+                            MAX_HELD_UPGRADE,
+                            rest.len(),
+                            stats,
+                        )
+                    {
+                        take = 0;
+                    }
+                    self.held_full |= take < rest.len();
                     stats.opaque_bytes += (rest.len() - take) as u64;
                     (rest.len(), Transition::Stay)
                 }
@@ -729,6 +781,10 @@ impl Http1Conn {
         for (k, sz) in self.learned.drain(..) {
             sizes.learn(k, sz);
         }
+        // A chunk of many pipelined responses grew the list: give that back between calls.
+        if self.learned.capacity() > 8 {
+            self.learned = Vec::new();
+        }
     }
 
     /// `len` bytes of `dir` were lost.
@@ -756,27 +812,27 @@ impl Http1Conn {
         match state {
             State::Opaque | State::Hold => {}
             State::Resync { .. } => {
-                self.half(dir).buf.clear();
+                self.free_buf(dir, stats);
                 self.half(dir).state = State::Resync { at_start: true };
             }
             State::Body(BodyKind::UntilClose) => {
-                self.with_body(dir, |b, _| {
+                self.with_body(dir, |b| {
                     b.bytes += len;
                     b.incomplete = true;
                 });
             }
             State::Body(BodyKind::Length(rem)) if len <= rem => {
-                self.with_body(dir, |b, _| {
+                self.with_body(dir, |b| {
                     b.bytes += len;
                     b.incomplete = true;
                 });
                 self.half(dir).state = State::Body(BodyKind::Length(rem - len));
                 if rem == len {
-                    self.message_done(dir, out);
+                    self.message_done(dir, out, stats);
                 }
             }
             State::Body(BodyKind::Chunked(Chunk::Data(rem))) if len <= rem => {
-                self.with_body(dir, |b, _| {
+                self.with_body(dir, |b| {
                     b.bytes += len;
                     b.incomplete = true;
                 });
@@ -789,17 +845,16 @@ impl Http1Conn {
             }
             State::Body(_) => {
                 // The gap swallowed the end of this body and perhaps whole messages after it.
-                self.with_body(dir, |b, _| {
+                self.with_body(dir, |b| {
                     b.bytes += len;
                     b.incomplete = true;
                 });
-                self.message_done(dir, out);
+                self.message_done(dir, out, stats);
                 self.start_resync(dir, true);
             }
             State::Head => {
                 // A head cut by the gap is lost; the gap may also hold whole messages.
-                let h = self.half(dir);
-                h.buf.clear();
+                self.free_buf(dir, stats);
                 self.start_resync(dir, true);
             }
         }
@@ -819,24 +874,74 @@ impl Http1Conn {
     fn on_close_inner(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             match self.half(dir).state {
-                State::Body(BodyKind::UntilClose) => self.message_done(dir, out),
+                State::Body(BodyKind::UntilClose) => self.message_done(dir, out, stats),
                 State::Body(_) => {
-                    self.with_body(dir, |b, _| b.incomplete = true);
-                    self.message_done(dir, out);
+                    self.with_body(dir, |b| b.incomplete = true);
+                    self.message_done(dir, out, stats);
                 }
                 _ => {}
             }
             self.half(dir).state = State::Opaque;
         }
         if let Some(cur) = self.cur_resp.take() {
-            self.attach_response(*cur);
+            self.attach_response(*cur, stats);
         }
         self.deferred_dropped += self.deferred.len() as u64;
-        self.deferred.clear();
+        while let Some(d) = self.deferred.pop_front() {
+            self.acct.release(stats, d.charged + DEFERRED_SLOT);
+        }
         stats.orphan_responses += std::mem::take(&mut self.deferred_dropped);
         while let Some(p) = self.pending.pop_front() {
-            out.push(self.to_exchange(p));
+            self.acct.release(stats, p.charged);
+            out.push(to_exchange(p));
         }
+        self.release_all(stats);
+    }
+
+    /// HTTP/1 ends on this connection (closed, or handed over to another protocol): gives back
+    /// to the worker's budget everything the connection still holds charged, and frees its
+    /// buffers. Whatever else it still holds goes with it.
+    pub(crate) fn release_all(&mut self, stats: &mut ParserStats) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            self.free_buf(dir, stats);
+        }
+        self.acct.free(&mut self.held_upgrade, stats);
+        self.acct.close(stats);
+    }
+
+    /// Frees `dir`'s gathering buffer.
+    fn free_buf(&mut self, dir: Direction, stats: &mut ParserStats) {
+        let h = match dir {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        };
+        self.acct.free(&mut h.buf, stats);
+    }
+
+    /// Takes `dir`'s gathering buffer out of the account, for use within this call.
+    fn take_buf(&mut self, dir: Direction, stats: &mut ParserStats) -> Vec<u8> {
+        let h = match dir {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        };
+        self.acct.take(&mut h.buf, stats)
+    }
+
+    /// Appends `data` to `dir`'s gathering buffer, charged (growth by doubling up to
+    /// `max_len`). Refused: nothing appended; the refusal is counted with `dropped` bytes.
+    fn grow_buf(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        max_len: usize,
+        dropped: usize,
+        stats: &mut ParserStats,
+    ) -> bool {
+        let h = match dir {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        };
+        self.acct.grow(&mut h.buf, data, max_len, dropped, stats)
     }
 
     fn start_resync(&mut self, dir: Direction, at_start: bool) {
@@ -846,9 +951,9 @@ impl Http1Conn {
         h.lost_messages = true;
     }
 
-    /// Runs `f` on the body of the message currently being read in `dir`.
-    fn with_body(&mut self, dir: Direction, f: impl FnOnce(&mut Body, usize)) {
-        let cap = self.cfg.body_prefix_max;
+    /// Runs `f` on the body of the message currently being read in `dir` (for changes that
+    /// keep no bytes: lengths and flags).
+    fn with_body(&mut self, dir: Direction, f: impl FnOnce(&mut crate::Body)) {
         let body = match dir {
             Direction::ToServer => self
                 .pending
@@ -858,7 +963,33 @@ impl Http1Conn {
             Direction::ToClient => self.cur_resp.as_mut().map(|c| &mut c.resp.body),
         };
         if let Some(b) = body {
-            f(b, cap);
+            f(b);
+        }
+    }
+
+    /// Counts `data` in the body of the message currently being read in `dir`, and keeps it
+    /// in the body's prefix as far as the cap and the budget allow.
+    fn push_body(&mut self, dir: Direction, data: &[u8], stats: &mut ParserStats) {
+        let cap = self.cfg.body_prefix_max;
+        match dir {
+            Direction::ToServer => {
+                if let Some(p) = self.pending.back_mut().filter(|p| !p.req_done) {
+                    p.charged +=
+                        self.acct
+                            .push_body(&mut p.req.body, data, cap, &mut p.body_stopped, stats);
+                }
+            }
+            Direction::ToClient => {
+                if let Some(c) = self.cur_resp.as_mut() {
+                    c.charged += self.acct.push_body(
+                        &mut c.resp.body,
+                        data,
+                        cap,
+                        &mut c.body_stopped,
+                        stats,
+                    );
+                }
+            }
         }
     }
 
@@ -880,21 +1011,21 @@ impl Http1Conn {
         };
         // A candidate split across chunks was kept in `buf`: complete it first.
         if !self.half(dir).buf.is_empty() {
+            let have = self.half(dir).buf.len();
+            let need = RESYNC_PROBE.saturating_sub(have).min(data.len());
+            // Refused by the budget: the candidate is dropped like one that did not match.
+            let grown = self.grow_buf(dir, &data[..need], 2 * RESYNC_PROBE, have + need, stats);
             let h = self.half(dir);
-            let need = 16usize.saturating_sub(h.buf.len()).min(data.len());
-            let mut probe = h.buf.clone();
-            probe.extend_from_slice(&data[..need]);
-            if is_start(&probe) && (probe.len() >= 8 || need == data.len()) {
+            if grown && is_start(&h.buf) && (h.buf.len() >= 8 || need == data.len()) {
                 // Looks right so far: parse it as a head (the head step gathers the rest).
-                let h = self.half(dir);
                 let m = h.buf_meta;
-                h.gather_head(probe, m, 0);
+                h.gather_head(m, 0);
                 h.state = State::Head;
                 stats.resyncs += 1;
                 return need;
             }
-            stats.resync_skipped_bytes += self.half(dir).buf.len() as u64;
-            self.half(dir).buf.clear();
+            stats.resync_skipped_bytes += have as u64;
+            self.free_buf(dir, stats);
         }
         // Candidates at a line start (or at the chunk's start when it follows a line end) are
         // trusted to httparse; anywhere else the whole start line must be present and end in an
@@ -918,11 +1049,13 @@ impl Http1Conn {
                 data[p - 1] == b'\n'
             };
             let cand = &data[p..];
-            if cand.len() < 16 {
-                // Possibly a message start cut by the chunk end: keep it for the next one.
-                let h = self.half(dir);
-                h.buf.extend_from_slice(cand);
-                h.buf_meta = meta_at(meta, p);
+            if cand.len() < RESYNC_PROBE {
+                // Possibly a message start cut by the chunk end: keep it for the next one
+                // (unless the budget refuses: then it is skipped like the bytes before it).
+                if !self.grow_buf(dir, cand, 2 * RESYNC_PROBE, cand.len(), stats) {
+                    break;
+                }
+                self.half(dir).buf_meta = meta_at(meta, p);
                 stats.resync_skipped_bytes += p as u64;
                 return data.len();
             }
@@ -1004,7 +1137,11 @@ impl Http1Conn {
                 }
                 HeadParse::Partial if view.len() < max => {
                     // No head end in these bytes: later segments are searched from here on.
-                    self.half(dir).gather_head(data.to_vec(), meta, data.len());
+                    if !self.grow_buf(dir, data, max, data.len(), stats) {
+                        self.refused_head(dir, data, meta, out, stats);
+                        return (data.len(), Transition::Stay);
+                    }
+                    self.half(dir).gather_head(meta, data.len());
                     (data.len(), Transition::Stay)
                 }
                 HeadParse::Partial => {
@@ -1032,7 +1169,14 @@ impl Http1Conn {
         // late an invalid head is noticed): linear work in all.
         let before = h.buf.len();
         let take = max.saturating_sub(before).min(data.len());
-        h.buf.extend_from_slice(&data[..take]);
+        if !self.grow_buf(dir, &data[..take], max, before + take, stats) {
+            let buf = self.take_buf(dir, stats);
+            let head_meta = self.half(dir).buf_meta;
+            self.refused_head(dir, &buf, head_meta, out, stats);
+            // The resync scans this chunk from its start.
+            return (0, Transition::Stay);
+        }
+        let h = self.half(dir);
         // A head end straddling the old and new bytes starts at most two bytes back.
         let from = (h.head_scanned as usize).min(before).saturating_sub(2);
         let ended = find_head_end(&h.buf, from).is_some();
@@ -1045,25 +1189,25 @@ impl Http1Conn {
         let head_meta = h.buf_meta;
         match parse_head(&cfg, dir, &h.buf) {
             HeadParse::Complete(n, head, lenient) => {
-                self.half(dir).buf.clear();
+                self.free_buf(dir, stats);
                 let tr = self.complete_head(dir, head, head_meta, n, lenient, out, stats, sizes);
                 // The head ends in this chunk: earlier bytes would have completed it earlier.
                 (n.saturating_sub(before), tr)
             }
             HeadParse::Partial if !full => (take, Transition::Stay),
             HeadParse::Partial => {
-                let buf = std::mem::take(&mut self.half(dir).buf);
+                let buf = self.take_buf(dir, stats);
                 self.oversized(dir, &buf, head_meta, out, stats);
                 (take, Transition::Stay)
             }
             HeadParse::TooLarge(end) => {
-                let buf = std::mem::take(&mut self.half(dir).buf);
+                let buf = self.take_buf(dir, stats);
                 let end = end.min(buf.len());
                 self.oversized(dir, &buf[..end], head_meta, out, stats);
                 (end.saturating_sub(before), Transition::Stay)
             }
             HeadParse::Invalid => {
-                self.half(dir).buf.clear();
+                self.free_buf(dir, stats);
                 stats.http1_parse_errors += 1;
                 self.start_resync(dir, false);
                 // The resync scans this chunk again from its start.
@@ -1107,6 +1251,22 @@ impl Http1Conn {
         self.start_resync(dir, head.last() == Some(&b'\n'));
     }
 
+    /// The budget could not hold a head being gathered (`head`: what had arrived of it): it is
+    /// dropped like an oversized one (the refusal is counted by the budget, not as an oversized
+    /// head). The request line is kept if the budget allows, and this direction resynchronises
+    /// (mid-head: the next message starts at a line start).
+    fn refused_head(
+        &mut self,
+        dir: Direction,
+        head: &[u8],
+        meta: ChunkMeta,
+        out: &mut Vec<Exchange>,
+        stats: &mut ParserStats,
+    ) {
+        self.keep_request_line(dir, head, meta, out, stats);
+        self.start_resync(dir, false);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_head(
         &mut self,
@@ -1132,9 +1292,11 @@ impl Http1Conn {
                 let upgrade_h2c = wants_upgrade && header_has_token(&req.headers, "upgrade", "h2c");
                 let kind = body_kind(&req.headers, false);
                 let lost = std::mem::take(&mut self.to_server.lost_messages);
-                self.push_pending(
+                let kept = self.push_pending(
                     Pending {
                         id: 0,
+                        charged: 0,
+                        body_stopped: false,
                         req,
                         req_done: false,
                         resp: None,
@@ -1145,17 +1307,22 @@ impl Http1Conn {
                     },
                     stats,
                 );
-                if !self.deferred.is_empty() {
-                    self.pair_deferred(sizes);
+                if !kept {
+                    // The budget cannot hold this request: it is dropped, but its body is still
+                    // framed (and skipped), and pairing treats it as lost.
+                    self.degraded = true;
+                    self.to_server.lost_messages = true;
+                } else if !self.deferred.is_empty() {
+                    self.pair_deferred(sizes, stats);
                 }
                 match kind {
-                    Some(BodyKind::Length(0)) => self.message_done(dir, out),
+                    Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
                     Some(k) => self.to_server.state = State::Body(k),
                     None => {
                         // Unusable framing: the body cannot be delimited, so the next request
                         // is found by resynchronisation.
                         stats.http1_parse_errors += 1;
-                        self.message_done(dir, out);
+                        self.message_done(dir, out, stats);
                         self.start_resync(dir, false);
                     }
                 }
@@ -1167,12 +1334,16 @@ impl Http1Conn {
                 resp.stream_offset = meta.offset;
                 resp.peer_ack = meta.peer_ack;
                 if (100..200).contains(&resp.status) && resp.status != 101 {
-                    self.interim.push(resp.status);
+                    if self.interim.len() < MAX_INTERIM {
+                        self.interim.push(resp.status);
+                    }
                     self.to_client.state = State::Head;
                     return Transition::Stay;
                 }
                 stats.http1_responses += 1;
                 resp.interim = std::mem::take(&mut self.interim);
+                let cost = budget::response_cost(&resp);
+                let kept = self.acct.charge(stats, cost, head_len);
                 let lost = std::mem::take(&mut self.to_client.lost_messages);
                 let kind = body_kind(&resp.headers, true);
                 let bodyless =
@@ -1200,22 +1371,34 @@ impl Http1Conn {
                 let status = resp.status;
                 // A HEAD response's size says nothing about the target's GET responses.
                 let framed_size = if method_head { None } else { framed_size };
-                self.cur_resp = Some(Box::new(CurResp {
-                    resp,
-                    req_id,
-                    gap: lost,
-                    framed_size,
-                    confident,
-                    deferred,
-                }));
+                if kept {
+                    self.cur_resp = Some(Box::new(CurResp {
+                        charged: cost,
+                        body_stopped: false,
+                        resp,
+                        req_id,
+                        gap: lost,
+                        framed_size,
+                        confident,
+                        deferred,
+                    }));
+                } else if let Some(p) =
+                    req_id.and_then(|id| self.pending.iter_mut().find(|p| p.id == id))
+                {
+                    // The budget cannot hold this response: its request goes without one, as if
+                    // the response had been lost; its body is still framed (and skipped).
+                    p.given_up = true;
+                }
                 if status == 101 || (connect && (200..300).contains(&status)) {
-                    let cur = self.cur_resp.take();
-                    let request = cur.and_then(|c| {
-                        let id = c.req_id;
-                        self.attach_response(*c);
-                        id
-                    });
-                    let held = std::mem::take(&mut self.held_upgrade);
+                    let request = match self.cur_resp.take() {
+                        Some(c) => {
+                            let id = c.req_id;
+                            self.attach_response(*c, stats);
+                            id
+                        }
+                        None => req_id,
+                    };
+                    let held = self.take_held(stats);
                     if status == 101 && upgrade_h2c {
                         // Stream 1 of the HTTP/2 connection is the upgraded request; its
                         // response comes in HTTP/2 frames, so it leaves the HTTP/1 queue.
@@ -1223,7 +1406,8 @@ impl Http1Conn {
                             request.and_then(|id| self.pending.iter().position(|p| p.id == id))
                         {
                             if let Some(p) = self.pending.remove(pos) {
-                                self.flush_done(out);
+                                self.acct.release(stats, p.charged);
+                                self.flush_done(out, stats);
                                 stats.h2c_upgrades += 1;
                                 return Transition::H2c {
                                     request: Box::new(p.req),
@@ -1236,7 +1420,7 @@ impl Http1Conn {
                     // The requests queued before the switch are complete: emit them all.
                     self.to_server.state = State::Opaque;
                     self.to_client.state = State::Opaque;
-                    self.flush_done(out);
+                    self.flush_done(out, stats);
                     if status != 101 {
                         return Transition::Tunnel {
                             client_bytes: held,
@@ -1249,10 +1433,10 @@ impl Http1Conn {
                 let no_body =
                     method_head || status == 204 || status == 304 || (100..200).contains(&status);
                 if no_body {
-                    self.message_done(dir, out);
+                    self.message_done(dir, out, stats);
                 } else {
                     match kind {
-                        Some(BodyKind::Length(0)) => self.message_done(dir, out),
+                        Some(BodyKind::Length(0)) => self.message_done(dir, out, stats),
                         Some(k) => self.to_client.state = State::Body(k),
                         None => {
                             stats.http1_parse_errors += 1;
@@ -1268,7 +1452,7 @@ impl Http1Conn {
                         .any(|p| p.wants_upgrade && p.resp.is_none() && !p.given_up)
                 {
                     self.to_server.state = State::Head;
-                    let held = std::mem::take(&mut self.held_upgrade);
+                    let held = self.take_held(stats);
                     let m = ChunkMeta {
                         ts_us: meta.ts_us,
                         offset: 0,
@@ -1285,11 +1469,25 @@ impl Http1Conn {
         }
     }
 
-    /// Queues a request (giving it its id). Past `max_pending_requests` the oldest request
-    /// still waiting for a response is given up: it will be emitted without one.
-    fn push_pending(&mut self, mut p: Pending, stats: &mut ParserStats) {
+    /// The client bytes held during an upgrade, out of the account (for use within this call).
+    fn take_held(&mut self, stats: &mut ParserStats) -> Vec<u8> {
+        self.held_full = false;
+        self.acct.take(&mut self.held_upgrade, stats)
+    }
+
+    /// Queues a request (giving it its id), charging it and its slot to the budget; returns
+    /// false, keeping nothing, when the budget refuses. Past `max_pending_requests` the oldest
+    /// request still waiting for a response is given up: it will be emitted without one.
+    fn push_pending(&mut self, mut p: Pending, stats: &mut ParserStats) -> bool {
+        let cost = PENDING_SLOT + budget::request_cost(&p.req);
+        let head = p.req.head_end_offset.saturating_sub(p.req.stream_offset) as usize;
+        if !self.acct.charge(stats, cost, head) {
+            return false;
+        }
+        p.charged = cost;
         self.next_id += 1;
         p.id = self.next_id;
+        budget::reserve_slot(&mut self.pending, self.cfg.max_pending_requests + 1);
         self.pending.push_back(p);
         if self.pending.len() > self.cfg.max_pending_requests {
             if let Some(front) = self
@@ -1301,6 +1499,7 @@ impl Http1Conn {
                 stats.pending_overflow += 1;
             }
         }
+        true
     }
 
     /// A request head too large to parse still had a request line: keep the request (headers
@@ -1331,9 +1530,13 @@ impl Http1Conn {
         if !version.starts_with("HTTP/1.") || !looks_like_request(head) {
             return;
         }
+        // Refused by the budget: the request is lost like its head (the resync that follows
+        // marks the loss for pairing).
         self.push_pending(
             Pending {
                 id: 0,
+                charged: 0,
+                body_stopped: false,
                 req: Request {
                     ts_us: meta.ts_us,
                     method: method.to_string(),
@@ -1353,7 +1556,7 @@ impl Http1Conn {
             },
             stats,
         );
-        self.flush_done(out);
+        self.flush_done(out, stats);
     }
 
     fn has_open_request(&self, resp: &Response) -> bool {
@@ -1365,7 +1568,7 @@ impl Http1Conn {
     }
 
     /// Pairs waiting responses with requests that have just been parsed.
-    fn pair_deferred(&mut self, sizes: &SizeModels) {
+    fn pair_deferred(&mut self, sizes: &SizeModels, stats: &mut ParserStats) {
         while let Some(d) = self.deferred.front() {
             let open = self.pending.iter().position(|p| {
                 p.resp.is_none()
@@ -1377,7 +1580,7 @@ impl Http1Conn {
                     return; // its request may still come
                 }
                 self.deferred_dropped += 1;
-                self.deferred.pop_front();
+                self.drop_deferred(stats);
                 continue;
             };
             let want = sizes.stable(target_key(self.scope, &self.pending[i].req));
@@ -1387,17 +1590,27 @@ impl Http1Conn {
                         return;
                     }
                     self.deferred_dropped += 1;
-                    self.deferred.pop_front();
+                    self.drop_deferred(stats);
                     continue;
                 }
             }
             let Some(mut d) = self.deferred.pop_front() else {
                 return;
             };
+            self.acct.release(stats, DEFERRED_SLOT);
+            budget::shrink_idle(&mut self.deferred);
             d.req_id = Some(self.take_request(i));
             d.deferred = false;
-            self.attach_response(d);
+            self.attach_response(d, stats);
         }
+    }
+
+    /// Drops the oldest deferred response, giving back what it held.
+    fn drop_deferred(&mut self, stats: &mut ParserStats) {
+        if let Some(d) = self.deferred.pop_front() {
+            self.acct.release(stats, d.charged + DEFERRED_SLOT);
+        }
+        budget::shrink_idle(&mut self.deferred);
     }
 
     /// Chooses the request a response answers (see the module doc). Requests passed over are
@@ -1524,22 +1737,22 @@ impl Http1Conn {
         match kind {
             BodyKind::Length(rem) => {
                 let take = (rem.min(data.len() as u64)) as usize;
-                self.with_body(dir, |b, cap| b.push(&data[..take], cap));
+                self.push_body(dir, &data[..take], stats);
                 let left = rem - take as u64;
                 if left == 0 {
-                    self.message_done(dir, out);
+                    self.message_done(dir, out, stats);
                 } else {
                     self.half(dir).state = State::Body(BodyKind::Length(left));
                 }
                 take
             }
             BodyKind::UntilClose => {
-                self.with_body(dir, |b, cap| b.push(data, cap));
+                self.push_body(dir, data, stats);
                 data.len()
             }
             BodyKind::Chunked(Chunk::Data(rem)) => {
                 let take = (rem.min(data.len() as u64)) as usize;
-                self.with_body(dir, |b, cap| b.push(&data[..take], cap));
+                self.push_body(dir, &data[..take], stats);
                 let left = rem - take as u64;
                 let next = if left == 0 {
                     Chunk::DataEnd
@@ -1552,15 +1765,19 @@ impl Http1Conn {
             BodyKind::Chunked(c) => {
                 // Line-oriented framing: size line, the CRLF after data, trailer section.
                 let want_section = c == Chunk::Trailers;
-                let (used, done) = self.gather_line(dir, data, want_section);
+                let Some((used, done)) = self.gather_line(dir, data, want_section, stats) else {
+                    // The budget cannot hold the line: the body's framing is lost with it.
+                    self.abort_body(dir, out, stats);
+                    return 0;
+                };
                 let Some(line_len) = done else {
                     if self.half(dir).buf.len() > MAX_CHUNK_LINE {
                         stats.http1_parse_errors += 1;
-                        self.abort_body(dir, out);
+                        self.abort_body(dir, out, stats);
                     }
                     return used;
                 };
-                let line = std::mem::take(&mut self.half(dir).buf);
+                let line = self.take_buf(dir, stats);
                 let line = &line[..line_len.min(line.len())];
                 match c {
                     Chunk::Size => match httparse::parse_chunk_size(line) {
@@ -1572,7 +1789,7 @@ impl Http1Conn {
                         }
                         _ => {
                             stats.http1_parse_errors += 1;
-                            self.abort_body(dir, out);
+                            self.abort_body(dir, out, stats);
                         }
                     },
                     Chunk::DataEnd => {
@@ -1580,7 +1797,7 @@ impl Http1Conn {
                             self.half(dir).state = State::Body(BodyKind::Chunked(Chunk::Size));
                         } else {
                             stats.http1_parse_errors += 1;
-                            self.abort_body(dir, out);
+                            self.abort_body(dir, out, stats);
                         }
                     }
                     Chunk::Trailers => {
@@ -1591,11 +1808,19 @@ impl Http1Conn {
                             let t = headers_vec(hs);
                             if dir == Direction::ToClient {
                                 if let Some(c) = self.cur_resp.as_mut() {
-                                    c.resp.trailers = t;
+                                    // Kept if the budget holds them (the response has none yet).
+                                    let old = budget::fields_cost(&c.resp.trailers);
+                                    let new = budget::fields_cost(&t);
+                                    if self.acct.charge(stats, new, line.len()) {
+                                        c.resp.trailers = t;
+                                        c.charged += new;
+                                        self.acct.release(stats, old);
+                                        c.charged -= old.min(c.charged);
+                                    }
                                 }
                             }
                         }
-                        self.message_done(dir, out);
+                        self.message_done(dir, out, stats);
                     }
                     Chunk::Data(_) => {}
                 }
@@ -1605,51 +1830,57 @@ impl Http1Conn {
     }
 
     /// Gathers a line (or, for trailers, a section ending in an empty line) into `buf`.
-    /// Returns bytes consumed and, when complete, the length of what was gathered.
+    /// Returns bytes consumed and, when complete, the length of what was gathered; `None`
+    /// when the budget refused to hold the line.
     fn gather_line(
         &mut self,
         dir: Direction,
         data: &[u8],
         section: bool,
-    ) -> (usize, Option<usize>) {
-        let h = self.half(dir);
+        stats: &mut ParserStats,
+    ) -> Option<(usize, Option<usize>)> {
+        let max = MAX_CHUNK_LINE + 1;
         let mut i = 0;
         while i < data.len() {
+            let have = self.half(dir).buf.len();
             let Some(nl) = data[i..].iter().position(|&b| b == b'\n') else {
-                let take =
-                    (data.len() - i).min(MAX_CHUNK_LINE + 1 - h.buf.len().min(MAX_CHUNK_LINE));
-                h.buf.extend_from_slice(&data[i..i + take]);
-                return (data.len(), None);
+                let take = (data.len() - i).min(max - have.min(MAX_CHUNK_LINE));
+                if !self.grow_buf(dir, &data[i..i + take], max, have + take, stats) {
+                    return None;
+                }
+                return Some((data.len(), None));
             };
             let end = i + nl + 1;
-            let line_start = h.buf.len();
-            h.buf.extend_from_slice(&data[i..end]);
+            if !self.grow_buf(dir, &data[i..end], max, have + end - i, stats) {
+                return None;
+            }
             i = end;
+            let buf = &self.half(dir).buf;
             if !section {
-                return (i, Some(h.buf.len()));
+                return Some((i, Some(buf.len())));
             }
             // Trailer section: done at an empty line.
-            let line = &h.buf[line_start..];
+            let line = &buf[have..];
             if line == b"\r\n" || line == b"\n" {
-                return (i, Some(h.buf.len()));
+                return Some((i, Some(buf.len())));
             }
-            if h.buf.len() > MAX_CHUNK_LINE {
-                return (i, None);
+            if buf.len() > MAX_CHUNK_LINE {
+                return Some((i, None));
             }
         }
-        (i, None)
+        Some((i, None))
     }
 
     /// Chunked framing broke: finish the message as incomplete and look for the next one.
-    fn abort_body(&mut self, dir: Direction, out: &mut Vec<Exchange>) {
-        self.half(dir).buf.clear();
-        self.with_body(dir, |b, _| b.incomplete = true);
-        self.message_done(dir, out);
+    fn abort_body(&mut self, dir: Direction, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+        self.free_buf(dir, stats);
+        self.with_body(dir, |b| b.incomplete = true);
+        self.message_done(dir, out, stats);
         self.start_resync(dir, false);
     }
 
     /// The message being read in `dir` is complete.
-    fn message_done(&mut self, dir: Direction, out: &mut Vec<Exchange>) {
+    fn message_done(&mut self, dir: Direction, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
         match dir {
             Direction::ToServer => {
                 let mut hold = false;
@@ -1663,25 +1894,33 @@ impl Http1Conn {
             }
             Direction::ToClient => {
                 if let Some(cur) = self.cur_resp.take() {
-                    self.attach_response(*cur);
+                    self.attach_response(*cur, stats);
                 }
                 if self.to_client.state != State::Opaque {
                     self.to_client.state = State::Head;
                 }
             }
         }
-        self.flush_done(out);
+        self.flush_done(out, stats);
     }
 
-    fn attach_response(&mut self, cur: CurResp) {
+    /// Hands a finished response to its request (the charge moves with it), to the deferred
+    /// queue, or drops it (giving back what it held).
+    fn attach_response(&mut self, cur: CurResp, stats: &mut ParserStats) {
         let Some(id) = cur.req_id else {
             if cur.deferred {
                 if self.deferred.len() >= MAX_DEFERRED {
                     self.deferred_dropped += 1;
-                    self.deferred.pop_front();
+                    self.drop_deferred(stats);
                 }
-                self.deferred.push_back(cur);
+                if self.acct.charge(stats, DEFERRED_SLOT, 0) {
+                    budget::reserve_slot(&mut self.deferred, MAX_DEFERRED);
+                    self.deferred.push_back(cur);
+                    return;
+                }
+                self.deferred_dropped += 1;
             }
+            self.acct.release(stats, cur.charged);
             return;
         };
         if cur.confident && !cur.resp.body.incomplete {
@@ -1689,37 +1928,87 @@ impl Http1Conn {
                 self.learn_size(id, sz);
             }
         }
-        if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
-            p.gap |= cur.gap || cur.resp.body.incomplete;
-            p.resp = Some(cur.resp);
+        match self.pending.iter_mut().find(|p| p.id == id) {
+            Some(p) => {
+                p.gap |= cur.gap || cur.resp.body.incomplete;
+                if let Some(old) = p.resp.take() {
+                    let c = budget::response_cost(&old);
+                    p.charged -= c.min(p.charged);
+                    self.acct.release(stats, c);
+                }
+                p.charged += cur.charged;
+                p.resp = Some(cur.resp);
+            }
+            None => self.acct.release(stats, cur.charged),
         }
     }
 
     /// Emits, in order, every request at the queue's front that is finished.
-    fn flush_done(&mut self, out: &mut Vec<Exchange>) {
+    fn flush_done(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
         while let Some(front) = self.pending.front() {
             let waiting_resp = front.resp.is_none() && !front.given_up;
             if !front.req_done || waiting_resp {
                 break;
             }
             if let Some(p) = self.pending.pop_front() {
-                out.push(self.to_exchange(p));
+                self.acct.release(stats, p.charged);
+                out.push(to_exchange(p));
             }
         }
-    }
-
-    fn to_exchange(&self, p: Pending) -> Exchange {
-        let gap = p.gap || p.req.body.incomplete;
-        let mut ex = Exchange::new(Protocol::Http1, p.req);
-        ex.response = p.resp;
-        ex.gap = gap;
-        ex
+        budget::shrink_idle(&mut self.pending);
     }
 
     /// Requests waiting for a response.
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
+
+    /// Checks that what the connection holds charged is exactly what its buffers and messages
+    /// cost (every growth charged, every release given back).
+    #[cfg(test)]
+    pub(crate) fn check_budget(&self) -> Result<(), String> {
+        let mut sum = self.to_server.buf.capacity()
+            + self.to_client.buf.capacity()
+            + self.held_upgrade.capacity();
+        for p in &self.pending {
+            let want = PENDING_SLOT
+                + budget::request_cost(&p.req)
+                + p.resp.as_ref().map_or(0, budget::response_cost);
+            if p.charged != want {
+                return Err(format!(
+                    "request {} charged {} costs {want}",
+                    p.id, p.charged
+                ));
+            }
+            sum += p.charged;
+        }
+        for c in self.cur_resp.iter().map(|c| &**c).chain(&self.deferred) {
+            let want = budget::response_cost(&c.resp);
+            if c.charged != want {
+                return Err(format!("response charged {} costs {want}", c.charged));
+            }
+            sum += c.charged;
+        }
+        sum += self.deferred.len() * DEFERRED_SLOT;
+        if sum != self.acct.held() {
+            return Err(format!("account holds {} for {sum}", self.acct.held()));
+        }
+        Ok(())
+    }
+
+    /// What the connection holds charged to the budget.
+    #[cfg(test)]
+    pub(crate) fn budget_held(&self) -> usize {
+        self.acct.held()
+    }
+}
+
+fn to_exchange(p: Pending) -> Exchange {
+    let gap = p.gap || p.req.body.incomplete;
+    let mut ex = Exchange::new(Protocol::Http1, p.req);
+    ex.response = p.resp;
+    ex.gap = gap;
+    ex
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ struct Drive {
     sizes: SizeModels,
     off: [u64; 2],
     trans: Vec<Transition>,
+    /// Bytes other connections of the worker hold charged (simulated).
+    others: u64,
 }
 
 impl Drive {
@@ -21,12 +23,42 @@ impl Drive {
             sizes: SizeModels::default(),
             off: [0, 0],
             trans: vec![],
+            others: 0,
         }
     }
     fn midstream() -> Self {
         let mut d = Drive::new();
         d.conn = Http1Conn::new(ParserConfig::default(), false, 0);
         d
+    }
+    /// A connection under a memory budget of `bytes`.
+    fn with_budget(bytes: usize, from_start: bool) -> Self {
+        let mut d = Drive::new();
+        let cfg = ParserConfig {
+            memory_budget_bytes: bytes,
+            ..ParserConfig::default()
+        };
+        d.conn = Http1Conn::new(cfg, from_start, 0);
+        d
+    }
+    /// What the connection holds charged is what its buffers and messages cost, and it is
+    /// the worker's usage (one connection here), never above the budget.
+    fn check_budget(&self) {
+        self.conn.check_budget().unwrap();
+        assert_eq!(
+            self.stats.budget_used_bytes,
+            self.others + self.conn.budget_held() as u64
+        );
+        assert!(self.stats.budget_peak_bytes <= self.conn.cfg.memory_budget_bytes as u64);
+    }
+    /// Other connections of the worker take (or give back) budget so that `room` bytes are
+    /// left.
+    fn leave_room(&mut self, room: usize) -> &mut Self {
+        let held = self.conn.budget_held() as u64;
+        let limit = self.conn.cfg.memory_budget_bytes as u64;
+        self.others = limit - room as u64 - held;
+        self.stats.budget_used_bytes = self.others + held;
+        self
     }
     fn idx(dir: Direction) -> usize {
         (dir == C) as usize
@@ -50,17 +82,22 @@ impl Drive {
             self.trans.push(t);
         }
         self.off[i] += data.len() as u64;
+        self.check_budget();
         self
     }
     fn gap(&mut self, dir: Direction, len: u64) -> &mut Self {
         self.conn
             .on_gap(dir, len, &mut self.out, &mut self.stats, &mut self.sizes);
         self.off[Drive::idx(dir)] += len;
+        self.check_budget();
         self
     }
     fn close(&mut self) -> &mut Self {
         self.conn
             .on_close(&mut self.out, &mut self.stats, &mut self.sizes);
+        // Everything the connection charged is given back when it ends.
+        assert_eq!(self.stats.budget_used_bytes, self.others);
+        assert_eq!(self.conn.budget_held(), 0);
         self
     }
     /// `METHOD target -> status` per exchange (`-` when no response).
@@ -421,6 +458,85 @@ fn oversized_head_is_dropped_and_counted() {
     assert!(d.out[0].gap && d.out[0].request.headers.is_empty());
 }
 
+// --- the worker's memory budget (issue #9) ----------------------------------------------------
+
+#[test]
+fn a_head_the_budget_cannot_gather_is_dropped_like_an_oversized_one() {
+    let mut d = Drive::with_budget(1 << 20, true);
+    d.leave_room(PENDING_SLOT + 1000);
+    d.feed(S, b"GET /big HTTP/1.1\r\nHost: a\r\n");
+    let pad = "X-Pad: 0123456789012345678901234567890\r\n".repeat(100);
+    d.feed(S, pad.as_bytes());
+    assert_eq!(d.stats.budget_refusals, 1);
+    d.feed(S, b"\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk");
+    d.close();
+    // Counted by the budget, not as an oversized head; its request line was kept.
+    assert_eq!(d.stats.http1_oversized_heads, 0);
+    assert!(d.stats.budget_dropped_bytes >= pad.len() as u64);
+    assert_eq!(d.summary(), ["GET /big -> 200", "GET /next -> 200"]);
+    assert!(d.out[0].gap && d.out[0].request.headers.is_empty());
+}
+
+#[test]
+fn a_request_the_budget_cannot_hold_is_lost_but_its_body_is_framed() {
+    let mut d = Drive::with_budget(1 << 20, true);
+    d.leave_room(100);
+    d.feed(
+        S,
+        b"POST /dropped HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET /not-a-request HTTP/1.1",
+    );
+    assert_eq!(d.stats.budget_refusals, 1);
+    d.feed(C, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    // The other connections closed.
+    d.leave_room(1 << 19);
+    d.feed(S, b"GET /kept HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.close();
+    // The body was skipped as a body, not searched for requests; the lost request's response
+    // is an orphan, and the next request is marked as following a loss.
+    assert_eq!(d.summary(), ["GET /kept -> 200"]);
+    assert_eq!(d.stats.orphan_responses, 1);
+    assert!(d.out[0].gap);
+}
+
+#[test]
+fn a_response_the_budget_cannot_hold_leaves_its_request_without_one() {
+    let mut d = Drive::with_budget(1 << 20, true);
+    d.feed(S, b"GET /a HTTP/1.1\r\n\r\n");
+    d.leave_room(10);
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(d.stats.budget_refusals, 1);
+    d.leave_room(1 << 19);
+    d.feed(S, b"GET /b HTTP/1.1\r\n\r\n");
+    d.feed(C, b"HTTP/1.1 204 No Content\r\n\r\n");
+    d.close();
+    assert_eq!(d.summary(), ["GET /a -> -", "GET /b -> 204"]);
+    assert_eq!(d.stats.orphan_responses, 0);
+}
+
+#[test]
+fn a_body_prefix_the_budget_cannot_grow_stops_without_a_hole() {
+    let mut d = Drive::with_budget(1 << 20, true);
+    d.feed(S, b"POST /up HTTP/1.1\r\nContent-Length: 3000\r\n\r\n");
+    d.feed(S, &[b'a'; 1000]);
+    d.leave_room(0);
+    d.feed(S, &[b'b'; 1000]);
+    d.leave_room(1 << 19);
+    d.feed(S, &[b'c'; 1000]);
+    d.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.close();
+    assert_eq!(d.summary(), ["POST /up -> 200"]);
+    let body = &d.out[0].request.body;
+    assert_eq!(
+        (body.bytes, body.prefix.as_slice()),
+        (3000, &[b'a'; 1000][..])
+    );
+    assert_eq!(d.stats.budget_refusals, 1);
+    assert_eq!(d.stats.budget_dropped_bytes, 1000);
+}
+
 #[test]
 fn pending_queue_is_capped() {
     let mut d = Drive::new();
@@ -469,11 +585,13 @@ fn hostile_bytes_never_panic() {
         b"ffffffffffffffffff\r\n",
         b"\r\n\r\n",
     ];
-    for round in 0..200 {
-        let mut d = if round % 2 == 0 {
-            Drive::new()
-        } else {
-            Drive::midstream()
+    let mut refusals = 0;
+    for round in 0..400 {
+        // Half the rounds under budgets small enough to refuse heads, requests, bodies.
+        let mut d = match round % 4 {
+            0 => Drive::new(),
+            1 => Drive::midstream(),
+            r => Drive::with_budget(300 + 97 * (round % 13), r == 2),
         };
         for _ in 0..50 {
             x ^= x << 13;
@@ -492,7 +610,9 @@ fn hostile_bytes_never_panic() {
             d.feed(dir, &buf);
         }
         d.close();
+        refusals += d.stats.budget_refusals;
     }
+    assert!(refusals > 100, "{refusals}");
 }
 
 /// Pipelined traffic over three targets whose responses have distinct sizes.
@@ -735,8 +855,17 @@ struct FuzzRun {
 /// Replays a fuzz input with each record as one chunk (`split` `None`) or cut by the input's
 /// pattern. Stops at the first transition, like the target.
 fn fuzz_replay(data: &[u8], split: bool) -> (ParserConfig, FuzzRun) {
+    fuzz_replay_within(data, split, None)
+}
+
+/// [`fuzz_replay`], optionally under a memory budget, checking the connection's account after
+/// every call and that it gives everything back at close.
+fn fuzz_replay_within(data: &[u8], split: bool, budget: Option<usize>) -> (ParserConfig, FuzzRun) {
     let (&mode, mut rest) = data.split_first().expect("a mode octet");
-    let cfg = fuzz_caps(mode);
+    let mut cfg = fuzz_caps(mode);
+    if let Some(b) = budget {
+        cfg.memory_budget_bytes = b;
+    }
     let mut c = Http1Conn::new(cfg, mode & 1 != 0, 7);
     let mut run = FuzzRun {
         out: Vec::new(),
@@ -751,6 +880,7 @@ fn fuzz_replay(data: &[u8], split: bool) -> (ParserConfig, FuzzRun) {
         if ctl & 2 != 0 {
             let n = u64::from(*len) * 3;
             c.on_gap(dir, n, &mut run.out, &mut run.stats, &mut sizes);
+            c.check_budget().unwrap();
             off[i] += n;
             rest = tail;
             ri += 1;
@@ -778,6 +908,9 @@ fn fuzz_replay(data: &[u8], split: bool) -> (ParserConfig, FuzzRun) {
                 &mut run.stats,
                 &mut sizes,
             );
+            c.check_budget().unwrap();
+            assert_eq!(run.stats.budget_used_bytes, c.budget_held() as u64);
+            assert!(run.stats.budget_used_bytes <= cfg.memory_budget_bytes as u64);
             if tr != Transition::Stay {
                 break 'recs;
             }
@@ -788,12 +921,19 @@ fn fuzz_replay(data: &[u8], split: bool) -> (ParserConfig, FuzzRun) {
         run.max_pending = run.max_pending.max(c.pending_requests());
     }
     c.on_close(&mut run.out, &mut run.stats, &mut sizes);
+    assert_eq!((run.stats.budget_used_bytes, c.budget_held()), (0, 0));
     (cfg, run)
 }
 
 /// Both replays of a fuzz input, checked against the target's invariants: the pending queue is
 /// bounded, and when neither run had to resynchronise, framing does not depend on the cuts.
 fn fuzz_check(data: &[u8]) -> (FuzzRun, FuzzRun) {
+    // Under small budgets too: refusals keep the accounts exact.
+    for budget in [0, 64, 700, 5000] {
+        for split in [false, true] {
+            fuzz_replay_within(data, split, Some(budget));
+        }
+    }
     let (cfg, whole) = fuzz_replay(data, false);
     let (_, split) = fuzz_replay(data, true);
     for r in [&whole, &split] {

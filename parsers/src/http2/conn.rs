@@ -18,6 +18,14 @@
 //! Emission: a stream is emitted when the response ends (END_STREAM), on RST_STREAM (with the
 //! error code name), when a GOAWAY shows it was never processed or carries an error, when
 //! `h2_max_streams` forces the oldest out, and at close. Request-side trailers are not kept.
+//!
+//! Memory budget ([`crate::budget`]): the split-frame buffer, header blocks being assembled,
+//! resync windows, HPACK tables, streams and body prefixes are charged to the worker's budget.
+//! A header block it cannot hold is lost like an oversized one (HPACK state unknown); a
+//! control frame it cannot hold is ignored; a resync window it cannot hold is dropped and the
+//! search starts over; an HPACK table it cannot hold is forgotten (state unknown, as after a
+//! gap); a new stream it cannot hold is not tracked; a response it cannot hold ends its stream
+//! at once (emitted without it); a body prefix it cannot hold stops growing.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -25,6 +33,7 @@ use super::frame::{self, flags, FrameHeader, FrameType, Head, HEADER_LEN};
 use super::grpc::{self, MessageCounter};
 use super::hpack::{Decoded, Decoder};
 use super::PREFACE;
+use crate::budget::{self, Account};
 use crate::{
     ChunkMeta, Direction, Exchange, GrpcInfo, ParserConfig, ParserStats, Protocol, Request,
     Response,
@@ -38,6 +47,10 @@ const CONTROL_KEEP: usize = 6 * 64;
 const MAX_PENDING_SETTINGS: usize = 8;
 /// Interim (1xx) responses remembered per stream.
 const MAX_INTERIM: usize = 16;
+/// What a tracked stream costs beyond its strings: its entry in the stream map.
+const STREAM_SLOT: usize = std::mem::size_of::<Stream>() + std::mem::size_of::<u32>();
+/// Split-frame buffers up to this capacity are kept for the next split frame.
+const FRAME_BUF_REUSE: usize = 16 * 1024;
 
 /// Where a direction's reader is.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +67,14 @@ enum Phase {
         data_left: u32,
         rest: u32,
     },
-    /// Inside a non-DATA payload kept in `frame_buf` (up to `keep` octets).
+    /// Inside a non-DATA payload kept in `frame_buf` (up to `keep` octets). `refused`: the
+    /// memory budget refused to keep it (nothing more is kept of it).
     Buffer {
         head: Head,
         rest: u32,
         keep: usize,
         truncated: bool,
+        refused: bool,
     },
     /// Inside a payload we ignore or lost.
     Skip { rest: u32 },
@@ -100,6 +115,8 @@ struct PendingSettings {
     max_frame: Option<u32>,
 }
 
+/// One direction. The capacities of `frame_buf`, `resync_buf` and the open block's buffer,
+/// and `hpack_charged` for the HPACK table, are charged to the connection's [`Account`].
 #[derive(Debug)]
 struct DirState {
     dir: Direction,
@@ -113,6 +130,8 @@ struct DirState {
     resync_start: u64,
     block: Option<Block>,
     hpack: Decoder,
+    /// What the HPACK table is charged ([`Decoder::table_bytes`] when last settled).
+    hpack_charged: usize,
     /// MAX_FRAME_SIZE acknowledged for frames this direction sends.
     max_frame: u32,
     /// Largest MAX_FRAME_SIZE announced for this direction, acknowledged or not (tolerance).
@@ -148,6 +167,7 @@ impl DirState {
             } else {
                 Decoder::unknown(cfg.h2_max_table_size)
             },
+            hpack_charged: 0,
             max_frame: frame::DEFAULT_MAX_FRAME_SIZE,
             max_frame_seen: frame::DEFAULT_MAX_FRAME_SIZE,
             settings_known: known,
@@ -187,6 +207,10 @@ struct Stream {
     req_done: bool,
     interim: Vec<u16>,
     grpc: Option<(MessageCounter, MessageCounter)>,
+    /// Bytes charged to the budget for this stream ([`stream_cost`]).
+    charged: usize,
+    /// Per direction: the budget refused to grow the body prefix, which stays as it is.
+    body_stopped: [bool; 2],
 }
 
 /// One HTTP/2 connection, both directions.
@@ -195,6 +219,11 @@ pub struct Http2Conn {
     cfg: ParserConfig,
     dirs: [DirState; 2],
     streams: BTreeMap<u32, Stream>,
+    /// What this connection holds charged to the worker's memory budget.
+    acct: Account,
+    /// Stream 1 came from an h2c upgrade and is not charged yet (the constructor has no
+    /// counters): it is on the next call that has them.
+    adopt: bool,
 }
 
 /// Index into `Http2Conn::dirs`. Every index used is this, `1 - di(..)` or a `0..2` loop, so
@@ -219,6 +248,8 @@ impl Http2Conn {
                 ),
                 DirState::new(Direction::ToClient, Phase::Header, &cfg, true),
             ],
+            acct: Account::new(&cfg),
+            adopt: false,
             cfg,
             streams: BTreeMap::new(),
         }
@@ -232,6 +263,8 @@ impl Http2Conn {
                 DirState::new(Direction::ToServer, Phase::Resync, &cfg, false),
                 DirState::new(Direction::ToClient, Phase::Resync, &cfg, false),
             ],
+            acct: Account::new(&cfg),
+            adopt: false,
             cfg,
             streams: BTreeMap::new(),
         }
@@ -250,12 +283,31 @@ impl Http2Conn {
             req_done: true,
             interim: Vec::new(),
             grpc: None,
+            charged: 0,
+            body_stopped: [false; 2],
         };
         if grpc {
             start_grpc(&mut s, &target);
         }
         c.streams.insert(1, s);
+        c.adopt = true;
         c
+    }
+
+    /// Charges the upgraded request's stream (see `adopt`); refused, it is emitted at once.
+    fn adopt_upgraded(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+        if !std::mem::take(&mut self.adopt) {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&1) else {
+            return;
+        };
+        let cost = stream_cost(s);
+        if self.acct.charge(stats, cost, 0) {
+            s.charged = cost;
+        } else if let Some(s) = self.streams.remove(&1) {
+            emit(s, true, out, stats, &mut self.acct);
+        }
     }
 
     /// Feeds reassembled bytes of one direction.
@@ -268,6 +320,7 @@ impl Http2Conn {
         stats: &mut ParserStats,
     ) {
         let d = di(dir);
+        self.adopt_upgraded(out, stats);
         self.dirs[d].pos = meta.offset;
         self.dirs[d].last_meta = meta;
         self.finish_empty_data(d, out, stats);
@@ -278,6 +331,78 @@ impl Http2Conn {
                 break;
             };
             off += self.feed(d, rest, meta, out, stats);
+        }
+        self.settle_hpack_all(stats);
+    }
+
+    /// Checks that what the connection holds charged is exactly what its buffers, HPACK
+    /// tables and streams cost (between calls).
+    #[cfg(test)]
+    pub(crate) fn check_budget(&self) -> Result<(), String> {
+        let mut sum = 0;
+        for st in &self.dirs {
+            if st.replay.is_some() {
+                return Err("a replay outlived its call".into());
+            }
+            if st.hpack_charged != st.hpack.table_bytes() {
+                return Err(format!(
+                    "HPACK table charged {} holds {}",
+                    st.hpack_charged,
+                    st.hpack.table_bytes()
+                ));
+            }
+            sum += st.frame_buf.capacity()
+                + st.resync_buf.capacity()
+                + st.block.as_ref().map_or(0, |b| b.buf.capacity())
+                + st.hpack_charged;
+        }
+        for (&id, s) in &self.streams {
+            let want = if self.adopt && id == 1 {
+                0
+            } else {
+                stream_cost(s)
+            };
+            if s.charged != want {
+                return Err(format!("stream {id} charged {} costs {want}", s.charged));
+            }
+            sum += s.charged;
+        }
+        if sum != self.acct.held() {
+            return Err(format!("account holds {} for {sum}", self.acct.held()));
+        }
+        Ok(())
+    }
+
+    /// What the connection holds charged to the budget.
+    #[cfg(test)]
+    pub(crate) fn budget_held(&self) -> usize {
+        self.acct.held()
+    }
+
+    /// Brings what the HPACK table of direction `d` is charged in line with what it holds. A
+    /// table that grew beyond what the budget allows is forgotten (state unknown, as after a
+    /// gap: later references to it are reported unknown, never guessed).
+    fn settle_hpack(&mut self, d: usize, stats: &mut ParserStats) {
+        let st = &mut self.dirs[d];
+        let now = st.hpack.table_bytes();
+        if now > st.hpack_charged {
+            if self.acct.charge(stats, now - st.hpack_charged, now) {
+                st.hpack_charged = now;
+                return;
+            }
+            st.hpack.mark_unknown();
+        }
+        let now = st.hpack.table_bytes();
+        self.acct
+            .release(stats, st.hpack_charged.saturating_sub(now));
+        st.hpack_charged = now.min(st.hpack_charged);
+    }
+
+    /// [`Self::settle_hpack`] for both directions (tables forgotten during a call give their
+    /// charge back at its end).
+    fn settle_hpack_all(&mut self, stats: &mut ParserStats) {
+        for d in 0..2 {
+            self.settle_hpack(d, stats);
         }
     }
 
@@ -306,6 +431,11 @@ impl Http2Conn {
 
     /// `len` bytes of one direction were lost.
     pub fn on_gap(&mut self, dir: Direction, len: u64, stats: &mut ParserStats) {
+        self.on_gap_inner(dir, len, stats);
+        self.settle_hpack_all(stats);
+    }
+
+    fn on_gap_inner(&mut self, dir: Direction, len: u64, stats: &mut ParserStats) {
         if len == 0 {
             return;
         }
@@ -355,7 +485,7 @@ impl Http2Conn {
                     FrameType::Headers | FrameType::PushPromise | FrameType::Continuation
                 ) {
                     stats.h2.header_block_gaps += 1;
-                    self.lose_block(d, head);
+                    self.lose_block(d, head, stats);
                 }
                 if len > u64::from(rest) {
                     self.desync(d, stats);
@@ -385,8 +515,10 @@ impl Http2Conn {
         }
     }
 
-    /// The connection ended: emit what is pending.
+    /// The connection ended: emit what is pending, and give back to the worker's budget
+    /// everything the connection held charged.
     pub fn on_close(&mut self, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+        self.adopt_upgraded(out, stats);
         for d in 0..2 {
             // Frames still waiting in the resync window can be confirmed by the end of stream.
             if matches!(self.dirs[d].phase, Phase::Resync) && !self.dirs[d].resync_buf.is_empty() {
@@ -398,22 +530,41 @@ impl Http2Conn {
         }
         let streams = std::mem::take(&mut self.streams);
         for (_, s) in streams {
-            emit(s, true, out, stats);
+            emit(s, true, out, stats, &mut self.acct);
+        }
+        for st in &mut self.dirs {
+            self.acct.free(&mut st.frame_buf, stats);
+            self.acct.free(&mut st.resync_buf, stats);
+            if let Some(mut b) = st.block.take() {
+                self.acct.free(&mut b.buf, stats);
+            }
+            st.hpack.mark_unknown();
+            st.hpack_charged = 0;
+        }
+        self.acct.close(stats);
+    }
+
+    /// Drops the header block open in direction `d`, if any, giving back its buffer.
+    fn drop_block(&mut self, d: usize, stats: &mut ParserStats) {
+        if let Some(mut b) = self.dirs[d].block.take() {
+            self.acct.free(&mut b.buf, stats);
         }
     }
 
     /// A header block of direction `d` was damaged: it and the HPACK state it carried are lost.
-    fn lose_block(&mut self, d: usize, head: Head) {
-        let st = &mut self.dirs[d];
-        st.hpack.mark_unknown();
+    fn lose_block(&mut self, d: usize, head: Head, stats: &mut ParserStats) {
         let stream = head.stream;
         let ends = head.has(flags::END_HEADERS);
-        match &mut st.block {
+        if ends {
             // This frame would have closed the block: nothing more to skip.
-            Some(_) if ends => st.block = None,
+            self.drop_block(d, stats);
+        }
+        let st = &mut self.dirs[d];
+        st.hpack.mark_unknown();
+        match &mut st.block {
             Some(b) => {
                 b.lost = true;
-                b.buf = Vec::new();
+                self.acct.free(&mut b.buf, stats);
             }
             None if !ends && head.kind != FrameType::Continuation => {
                 st.block = Some(Block {
@@ -462,6 +613,7 @@ impl Http2Conn {
     /// Lost track of frame boundaries in direction `d`: look for the next one.
     fn desync(&mut self, d: usize, stats: &mut ParserStats) {
         stats.h2.desyncs += 1;
+        self.drop_block(d, stats);
         let st = &mut self.dirs[d];
         st.phase = Phase::Resync;
         st.hdr_len = 0;
@@ -469,7 +621,6 @@ impl Http2Conn {
         st.resync_buf.clear();
         st.resync_scan = 0;
         st.resync_start = st.pos;
-        st.block = None;
         // Header blocks may have been lost with the frames.
         st.hpack.mark_unknown();
         // Any frame of a stream still sending in this direction may have been lost.
@@ -590,25 +741,41 @@ impl Http2Conn {
                 rest,
                 keep,
                 truncated,
+                mut refused,
             } => {
                 let n = (rest as usize).min(input.len());
                 let st = &mut self.dirs[d];
-                let room = keep.saturating_sub(st.frame_buf.len());
+                let room = if refused {
+                    0
+                } else {
+                    keep.saturating_sub(st.frame_buf.len())
+                };
                 let k = room.min(n);
-                st.frame_buf
-                    .extend_from_slice(input.get(..k).unwrap_or_default());
+                let part = input.get(..k).unwrap_or_default();
+                if k > 0
+                    && !self
+                        .acct
+                        .grow(&mut st.frame_buf, part, keep, head.len as usize, stats)
+                {
+                    // The budget cannot hold this frame: nothing more is kept of it.
+                    refused = true;
+                    self.acct.free(&mut st.frame_buf, stats);
+                }
                 let truncated = truncated || k < n;
                 let rest = rest - n as u32;
                 if rest == 0 {
                     st.phase = Phase::Header;
+                    // Still charged while the frame is handled.
                     let payload = std::mem::take(&mut st.frame_buf);
-                    self.frame(d, head, &payload, truncated, out, stats);
+                    self.frame(d, head, &payload, truncated, refused, out, stats);
                     // Keep a small allocation for the next split frame; give big ones back, as
                     // idle connections are many.
                     let st = &mut self.dirs[d];
-                    if st.frame_buf.is_empty() && payload.capacity() <= 16 * 1024 {
+                    if st.frame_buf.capacity() == 0 && payload.capacity() <= FRAME_BUF_REUSE {
                         st.frame_buf = payload;
                         st.frame_buf.clear();
+                    } else {
+                        self.acct.release(stats, payload.capacity());
                     }
                 } else {
                     st.phase = Phase::Buffer {
@@ -616,6 +783,7 @@ impl Http2Conn {
                         rest,
                         keep,
                         truncated,
+                        refused,
                     };
                 }
                 n
@@ -695,7 +863,7 @@ impl Http2Conn {
         let len = head.len as usize;
         if head.kind != FrameType::Data {
             if let Some(payload) = input.get(used..used + len) {
-                self.frame(d, head, payload, false, out, stats);
+                self.frame(d, head, payload, false, false, out, stats);
                 return used + len;
             }
         }
@@ -717,7 +885,7 @@ impl Http2Conn {
                     self.check_block_order(d, head, stats);
                     self.end_data(d, head, out, stats);
                 }
-                _ => self.frame(d, head, &[], false, out, stats),
+                _ => self.frame(d, head, &[], false, false, out, stats),
             }
             return;
         }
@@ -737,6 +905,7 @@ impl Http2Conn {
                     rest: head.len,
                     keep: block_cap(&self.cfg),
                     truncated: false,
+                    refused: false,
                 }
             }
             FrameType::Settings | FrameType::RstStream | FrameType::Goaway => Phase::Buffer {
@@ -744,10 +913,11 @@ impl Http2Conn {
                 rest: head.len,
                 keep: CONTROL_KEEP,
                 truncated: false,
+                refused: false,
             },
             _ => {
                 // PRIORITY, PING, WINDOW_UPDATE, unknown: nothing to keep.
-                self.frame(d, head, &[], true, out, stats);
+                self.frame(d, head, &[], true, false, out, stats);
                 Phase::Skip { rest: head.len }
             }
         };
@@ -783,16 +953,36 @@ impl Http2Conn {
                 return p;
             }
             st.resync_start = st.pos.wrapping_add(p as u64);
-            st.resync_buf
-                .extend_from_slice(input.get(p..).unwrap_or_default());
+            let tail = input.get(p..).unwrap_or_default();
+            if !self
+                .acct
+                .grow(&mut st.resync_buf, tail, cap, tail.len(), stats)
+            {
+                // The budget cannot hold the window: these octets are skipped.
+                stats.resync_skipped_bytes += tail.len() as u64;
+                st.resync_start = st.pos.wrapping_add(input.len() as u64);
+            }
             st.resync_scan = 0;
             return input.len();
         }
         let room = cap.saturating_sub(st.resync_buf.len());
         let n = room.min(input.len());
         let old_len = st.resync_buf.len();
-        st.resync_buf
-            .extend_from_slice(input.get(..n).unwrap_or_default());
+        let part = input.get(..n).unwrap_or_default();
+        if !self
+            .acct
+            .grow(&mut st.resync_buf, part, cap, old_len + n, stats)
+        {
+            // The budget cannot hold the window: drop it and start over from this input.
+            stats.resync_skipped_bytes += old_len as u64;
+            self.acct.free(&mut st.resync_buf, stats);
+            st.resync_scan = 0;
+            st.resync_start = st.pos;
+            if at_end {
+                return 0;
+            }
+            return self.resync_scan(d, input, false, stats);
+        }
         let (found, p) = scan(&st.resync_buf, st.resync_scan, dir, limit, cap, at_end);
         if found {
             stats.resyncs += 1;
@@ -800,11 +990,11 @@ impl Http2Conn {
             st.resync_scan = 0;
             st.phase = Phase::Header;
             st.hdr_len = 0;
-            let mut buf = std::mem::take(&mut st.resync_buf);
+            // The window is no longer needed: its memory goes back (a replay is used up
+            // within this call).
+            let mut buf = self.acct.take(&mut st.resync_buf, stats);
             if p >= old_len {
                 // The boundary is in this input: consume up to it; the rest is read as frames.
-                buf.clear();
-                st.resync_buf = buf;
                 return p - old_len;
             }
             // The boundary is in octets buffered from earlier input: hand those back for replay
@@ -831,13 +1021,12 @@ impl Http2Conn {
     /// A frame other than CONTINUATION while a header block is open is a protocol error
     /// (RFC 9113 §6.10): the block is lost.
     fn check_block_order(&mut self, d: usize, head: Head, stats: &mut ParserStats) {
-        let st = &mut self.dirs[d];
-        if let Some(b) = &st.block {
+        if let Some(b) = &self.dirs[d].block {
             if head.kind != FrameType::Continuation || head.stream != b.stream {
                 stats.h2.continuation_errors += 1;
                 let stream = b.stream;
-                st.block = None;
-                st.hpack.mark_unknown();
+                self.drop_block(d, stats);
+                self.dirs[d].hpack.mark_unknown();
                 if let Some(s) = self.streams.get_mut(&stream) {
                     s.ex.headers_incomplete = true;
                 }
@@ -845,31 +1034,43 @@ impl Http2Conn {
         }
     }
 
-    /// A complete non-DATA frame (payload possibly truncated to what we keep).
+    /// A complete non-DATA frame (payload possibly truncated to what we keep). `refused`: the
+    /// memory budget kept none of it (counted there): a header block is lost, any other frame
+    /// ignored.
+    #[allow(clippy::too_many_arguments)]
     fn frame(
         &mut self,
         d: usize,
         head: Head,
         payload: &[u8],
         truncated: bool,
+        refused: bool,
         out: &mut Vec<Exchange>,
         stats: &mut ParserStats,
     ) {
         self.check_block_order(d, head, stats);
         let dir = self.dirs[d].dir;
+        if refused {
+            match head.kind {
+                FrameType::Headers | FrameType::PushPromise => self.lose_block(d, head, stats),
+                FrameType::Continuation => self.continuation(d, head, &[], true, true, out, stats),
+                _ => {}
+            }
+            return;
+        }
         match head.kind {
             FrameType::Data => {}
             FrameType::Headers => {
                 if truncated {
                     stats.h2.header_blocks_oversized += 1;
-                    self.lose_block(d, head);
+                    self.lose_block(d, head, stats);
                     return;
                 }
                 match frame::headers_fragment(&head, payload) {
                     Ok(frag) => self.open_block(d, head, BlockKind::Headers, frag, out, stats),
                     Err(_) => {
                         stats.h2.frame_errors += 1;
-                        self.lose_block(d, head);
+                        self.lose_block(d, head, stats);
                     }
                 }
             }
@@ -880,7 +1081,7 @@ impl Http2Conn {
                 }
                 if truncated {
                     stats.h2.header_blocks_oversized += 1;
-                    self.lose_block(d, head);
+                    self.lose_block(d, head, stats);
                     return;
                 }
                 match frame::push_promise(&head, payload) {
@@ -894,18 +1095,20 @@ impl Http2Conn {
                     ),
                     Err(_) => {
                         stats.h2.frame_errors += 1;
-                        self.lose_block(d, head);
+                        self.lose_block(d, head, stats);
                     }
                 }
             }
-            FrameType::Continuation => self.continuation(d, head, payload, truncated, out, stats),
+            FrameType::Continuation => {
+                self.continuation(d, head, payload, truncated, false, out, stats)
+            }
             FrameType::RstStream => {
                 stats.h2.rst_streams += 1;
                 match frame::u32_at(head.kind, payload, 0) {
                     Ok(code) => {
                         if let Some(mut s) = self.streams.remove(&head.stream) {
                             s.ex.reset = Some(frame::error_code_name(code));
-                            emit(s, true, out, stats);
+                            emit(s, true, out, stats, &mut self.acct);
                         }
                     }
                     Err(_) => stats.h2.frame_errors += 1,
@@ -988,7 +1191,7 @@ impl Http2Conn {
             .collect();
         for id in ids {
             if let Some(s) = self.streams.remove(&id) {
-                emit(s, true, out, stats);
+                emit(s, true, out, stats, &mut self.acct);
             }
         }
     }
@@ -1020,23 +1223,37 @@ impl Http2Conn {
                 stats,
             );
         } else {
+            // Refused by the budget: the block is lost as an oversized one is.
+            let buf = self.acct.copy(frag, stats);
+            let lost = buf.is_none();
+            if lost {
+                self.dirs[d].hpack.mark_unknown();
+                if let Some(s) = self.streams.get_mut(&head.stream) {
+                    s.ex.headers_incomplete = true;
+                    s.ex.gap = true;
+                }
+            }
             self.dirs[d].block = Some(Block {
                 kind,
                 stream: head.stream,
                 end_stream,
-                buf: frag.to_vec(),
-                lost: false,
+                buf: buf.unwrap_or_default(),
+                lost,
                 at,
             });
         }
     }
 
+    /// A CONTINUATION frame. `refused`: the budget kept none of its payload (the block is
+    /// lost, counted by the budget rather than as oversized).
+    #[allow(clippy::too_many_arguments)]
     fn continuation(
         &mut self,
         d: usize,
         head: Head,
         payload: &[u8],
         truncated: bool,
+        refused: bool,
         out: &mut Vec<Exchange>,
         stats: &mut ParserStats,
     ) {
@@ -1049,13 +1266,15 @@ impl Http2Conn {
             return;
         };
         if !b.lost {
-            if truncated || b.buf.len() + payload.len() > cap {
+            let oversized = truncated || b.buf.len() + payload.len() > cap;
+            if oversized && !refused {
                 stats.h2.header_blocks_oversized += 1;
+            }
+            let dropped = b.buf.len() + payload.len();
+            if refused || oversized || !self.acct.grow(&mut b.buf, payload, cap, dropped, stats) {
                 b.lost = true;
-                b.buf = Vec::new();
+                self.acct.free(&mut b.buf, stats);
                 st.hpack.mark_unknown();
-            } else {
-                b.buf.extend_from_slice(payload);
             }
         }
         if !head.has(flags::END_HEADERS) {
@@ -1073,7 +1292,7 @@ impl Http2Conn {
             .frame_at
             .offset
             .wrapping_add(HEADER_LEN as u64 + u64::from(head.len));
-        let buf = std::mem::take(&mut b.buf);
+        let buf = self.acct.take(&mut b.buf, stats);
         self.complete_block(
             d,
             b.kind,
@@ -1105,6 +1324,8 @@ impl Http2Conn {
             self.dirs[d]
                 .hpack
                 .decode(block, self.cfg.h2_max_header_list, &mut stats.h2);
+        // Insertions grew the table: charge them (or forget the table).
+        self.settle_hpack(d, stats);
         let dir = self.dirs[d].dir;
         match (dir, kind) {
             (Direction::ToServer, BlockKind::Headers) => {
@@ -1143,11 +1364,22 @@ impl Http2Conn {
                 s.headers_incomplete_if(decoded.incomplete);
                 match &mut s.ex.response {
                     Some(r) => {
-                        r.trailers = decoded
+                        let trailers: Vec<(String, String)> = decoded
                             .fields
                             .into_iter()
                             .filter(|(n, _)| !n.starts_with(':'))
                             .collect();
+                        // Kept if the budget holds them.
+                        let old = budget::fields_cost(&r.trailers);
+                        let new = budget::fields_cost(&trailers);
+                        if self.acct.charge(stats, new, new) {
+                            r.trailers = trailers;
+                            s.charged += new;
+                            self.acct.release(stats, old);
+                            s.charged -= old.min(s.charged);
+                        } else {
+                            s.ex.headers_incomplete = true;
+                        }
                     }
                     None => {
                         let mut r = Response {
@@ -1171,12 +1403,23 @@ impl Http2Conn {
                             return;
                         }
                         r.interim = std::mem::take(&mut s.interim);
+                        let cost = budget::response_cost(&r);
+                        if !self.acct.charge(stats, cost, cost) {
+                            // The budget cannot hold the response: the stream ends now,
+                            // emitted without it; its later frames are orphans.
+                            if let Some(mut s) = self.streams.remove(&stream) {
+                                s.ex.gap = true;
+                                emit(s, true, out, stats, &mut self.acct);
+                            }
+                            return;
+                        }
+                        s.charged += cost;
                         s.ex.response = Some(r);
                     }
                 }
                 if end_stream {
                     if let Some(s) = self.streams.remove(&stream) {
-                        emit(s, false, out, stats);
+                        emit(s, false, out, stats, &mut self.acct);
                     }
                 }
             }
@@ -1202,12 +1445,12 @@ impl Http2Conn {
         if let Some(old) = self.streams.remove(&id) {
             // Stream id reuse is a protocol error; keep what the old one had.
             stats.h2.frame_errors += 1;
-            emit(old, true, out, stats);
+            emit(old, true, out, stats, &mut self.acct);
         }
         while self.streams.len() >= self.cfg.h2_max_streams {
             stats.h2.stream_overflow += 1;
             match self.streams.pop_first() {
-                Some((_, s)) => emit(s, true, out, stats),
+                Some((_, s)) => emit(s, true, out, stats, &mut self.acct),
                 None => break,
             }
         }
@@ -1249,10 +1492,18 @@ impl Http2Conn {
             req_done,
             interim: Vec::new(),
             grpc: None,
+            charged: 0,
+            body_stopped: [false; 2],
         };
         if grpc {
             start_grpc(&mut s, &target);
         }
+        let cost = stream_cost(&s);
+        if !self.acct.charge(stats, cost, cost) {
+            // The budget cannot hold the stream: not tracked (its frames become orphans).
+            return;
+        }
+        s.charged = cost;
         self.streams.insert(id, s);
     }
 
@@ -1266,8 +1517,9 @@ impl Http2Conn {
         } else {
             s.ex.response.as_mut().map(|r| &mut r.body)
         };
+        let stopped = &mut s.body_stopped[d.min(1)];
         match body {
-            Some(b) => b.push(data, cap),
+            Some(b) => s.charged += self.acct.push_body(b, data, cap, stopped, stats),
             None => {
                 stats.h2.orphan_frames += 1;
                 return;
@@ -1294,7 +1546,7 @@ impl Http2Conn {
                 s.req_done = true;
             }
         } else if let Some(s) = self.streams.remove(&head.stream) {
-            emit(s, false, out, stats);
+            emit(s, false, out, stats, &mut self.acct);
         }
     }
 }
@@ -1385,9 +1637,28 @@ fn block_cap(cfg: &ParserConfig) -> usize {
     cfg.h2_max_header_list.max(16 * 1024).saturating_mul(2)
 }
 
-/// Finalises and emits a stream. `cut` means the stream did not end normally: a response whose
-/// body had not ended is marked incomplete.
-fn emit(mut s: Stream, cut: bool, out: &mut Vec<Exchange>, stats: &mut ParserStats) {
+/// Heap bytes a stream holds, and its map entry (what it is charged).
+fn stream_cost(s: &Stream) -> usize {
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::capacity);
+    STREAM_SLOT
+        + budget::request_cost(&s.ex.request)
+        + s.ex.response.as_ref().map_or(0, budget::response_cost)
+        + s.ex.grpc.as_ref().map_or(0, |g| {
+            g.service.capacity() + g.method.capacity() + opt(&g.message)
+        })
+        + opt(&s.ex.reset)
+}
+
+/// Finalises and emits a stream, giving back what it held to the budget. `cut` means the
+/// stream did not end normally: a response whose body had not ended is marked incomplete.
+fn emit(
+    mut s: Stream,
+    cut: bool,
+    out: &mut Vec<Exchange>,
+    stats: &mut ParserStats,
+    acct: &mut Account,
+) {
+    acct.release(stats, s.charged);
     stats.h2.exchanges += 1;
     if cut {
         if let Some(r) = &mut s.ex.response {

@@ -237,8 +237,9 @@ impl Decoder {
     }
 
     /// Forget the table: header blocks (and with them insertions or size updates) were lost.
+    /// Its memory is given back too.
     pub fn mark_unknown(&mut self) {
-        self.table.entries.clear();
+        self.table.entries = VecDeque::new();
         self.table.size = 0;
         self.table.unknown_tail = true;
         self.table.max_known = false;
@@ -264,6 +265,17 @@ impl Decoder {
     /// Current assumed maximum table size (for tests and diagnostics).
     pub fn max_size(&self) -> usize {
         self.table.max_size
+    }
+
+    /// Bytes the dynamic table holds: the decoded names and values of its known entries and
+    /// one slot per entry its queue has room for (RFC 7541 §4.1 counts 32 octets an entry,
+    /// which is what a slot takes here). What the connection charges to the worker's memory
+    /// budget for the table.
+    pub fn table_bytes(&self) -> usize {
+        let t = &self.table;
+        let slots = t.entries.capacity().max(t.entries.len());
+        // `size` is the exact size of the known entries plus 32 per placeholder.
+        t.size + (slots - t.entries.len()) * std::mem::size_of::<Entry>()
     }
 
     /// Number of dynamic entries held (known or placeholders).

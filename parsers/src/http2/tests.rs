@@ -155,11 +155,18 @@ impl Run {
         self.conn
             .on_data(dir, bytes, meta, &mut self.out, &mut self.stats);
         self.off[i] += bytes.len() as u64;
+        self.check_budget();
     }
     fn gap(&mut self, dir: Direction, len: u64) {
         let i = if dir == S { 0 } else { 1 };
         self.conn.on_gap(dir, len, &mut self.stats);
         self.off[i] += len;
+        self.check_budget();
+    }
+    /// What the connection holds charged is what it keeps, and the worker's usage (one
+    /// connection here).
+    fn check_budget(&self) {
+        budget_consistent(&self.conn, &self.stats);
     }
     /// Each event is one chunk, its timestamp the event's index × 1000.
     fn events(&mut self, evs: &[Event]) {
@@ -170,8 +177,17 @@ impl Run {
     }
     fn close(mut self) -> (Vec<Exchange>, ParserStats) {
         self.conn.on_close(&mut self.out, &mut self.stats);
+        assert_eq!(
+            (self.stats.budget_used_bytes, self.conn.budget_held()),
+            (0, 0)
+        );
         (self.out, self.stats)
     }
+}
+
+fn budget_consistent(conn: &Http2Conn, stats: &ParserStats) {
+    conn.check_budget().unwrap();
+    assert_eq!(stats.budget_used_bytes, conn.budget_held() as u64);
 }
 
 fn run(evs: &[Event]) -> (Vec<Exchange>, ParserStats) {
@@ -919,10 +935,17 @@ fn hostile_input_does_not_panic() {
         seed ^= seed << 17;
         seed
     };
-    for round in 0..300 {
+    let mut refusals = 0;
+    for round in 0..600 {
+        // Every other round under a budget small enough to refuse blocks, streams, tables.
         let cfg = ParserConfig {
             h2_max_streams: 4,
             h2_max_header_list: 512,
+            memory_budget_bytes: if round % 2 == 0 {
+                usize::MAX
+            } else {
+                (next() % 6000) as usize
+            },
             ..ParserConfig::default()
         };
         let mut conn = match round % 3 {
@@ -947,11 +970,16 @@ fn hostile_input_does_not_panic() {
             let dir = if next() % 2 == 0 { S } else { C };
             if next() % 9 == 0 {
                 conn.on_gap(dir, next() % 100, &mut stats);
+                budget_consistent(&conn, &stats);
             }
             conn.on_data(dir, &chunk, ChunkMeta::default(), &mut out, &mut stats);
+            budget_consistent(&conn, &stats);
         }
         conn.on_close(&mut out, &mut stats);
+        assert_eq!((stats.budget_used_bytes, conn.budget_held()), (0, 0));
+        refusals += stats.budget_refusals;
     }
+    assert!(refusals > 100, "{refusals}");
 }
 
 #[test]
@@ -1009,6 +1037,40 @@ fn header_table_size_setting_applies_on_ack() {
     assert!(e3.headers_incomplete);
     assert!(e3.response.as_ref().unwrap().headers.is_empty());
     assert_eq!(stats.h2.hpack_invalid_index, 1);
+}
+
+/// An HPACK table the worker's budget cannot hold is forgotten: later references to it are
+/// reported unknown, never guessed, as after a gap.
+#[test]
+fn hpack_table_the_budget_cannot_hold_is_forgotten() {
+    let big = [
+        lit_idx(":status", "200"),
+        lit_idx("x-big", &"b".repeat(2000)),
+    ]
+    .concat();
+    let evs = vec![
+        (S, client_start()),
+        (C, server_start()),
+        // Responses on streams nobody opened: decoded for the table's sake, then dropped.
+        (C, frame(1, EH | ES, 1, &big)),
+        (C, frame(1, EH | ES, 3, &idx(62))),
+    ];
+    let (_, plenty) = run(&evs);
+    assert_eq!(
+        (plenty.budget_refusals, plenty.h2.hpack_unknown_refs),
+        (0, 0)
+    );
+    let cfg = ParserConfig {
+        memory_budget_bytes: 1000,
+        ..ParserConfig::default()
+    };
+    let mut r = Run::new(Http2Conn::new(cfg));
+    r.events(&evs);
+    let (_, tight) = r.close();
+    assert_eq!(tight.budget_refusals, 1);
+    assert!(tight.budget_dropped_bytes >= 2000);
+    assert_eq!(tight.h2.hpack_unknown_refs, 1);
+    assert!(tight.budget_peak_bytes <= 1000);
 }
 
 #[test]

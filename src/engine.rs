@@ -180,9 +180,13 @@ impl Engine {
             }
             self.json.clear();
             let obs = Observation::new(&ex, flow, &mut self.redactor, ins.as_ref());
-            if serde_json::to_writer(&mut self.json, &obs).is_err() {
-                continue;
-            }
+            obs.write_json(&mut self.json);
+            // The derived serde form is the specification of the direct writer.
+            #[cfg(test)]
+            assert_eq!(
+                String::from_utf8_lossy(&self.json),
+                serde_json::to_string(&obs).unwrap_or_default()
+            );
             drop(obs);
             self.key.clear();
             use std::fmt::Write;
@@ -438,5 +442,68 @@ impl FlowHandler for Engine {
             .flows_by_protocol
             .entry(st.protocol().as_str())
             .or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::{Pipeline, PipelineConfig};
+    use apitap_capture::source::PacketSource;
+    use std::path::{Path, PathBuf};
+
+    fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                captures(&p, out);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap")
+            {
+                out.push(p);
+            }
+        }
+    }
+
+    /// Every exchange of the bundled captures and of the shared corpus goes through
+    /// [`Engine::emit`], which (in test builds) asserts that the direct observation writer
+    /// produced exactly the bytes of the derived serde form — under every redaction mode.
+    #[test]
+    fn direct_observation_writer_matches_serde_on_real_captures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        captures(&root.join("tests/data"), &mut files);
+        captures(&root.join("../shared/corpus"), &mut files);
+        files.sort();
+        assert!(files.len() >= 8, "no captures found");
+        let mut exchanges = 0;
+        for (i, f) in files.iter().enumerate() {
+            let Ok(mut src) = PacketSource::files(std::slice::from_ref(f)) else {
+                continue;
+            };
+            let redaction = [Redaction::Mask, Redaction::Hash, Redaction::Off][i % 3];
+            let engine = EngineConfig {
+                inspect: Some(crate::inspect::InspectConfig::default()),
+                redaction,
+                ..EngineConfig::default()
+            };
+            let mut p = Pipeline::new(
+                PipelineConfig {
+                    workers: 1,
+                    ..PipelineConfig::default()
+                },
+                engine,
+                Vec::new(),
+            );
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let _ = p.run_source(&mut src, &stop, |_| {});
+            p.end_flows();
+            exchanges += p.summary().engine.exchanges;
+        }
+        assert!(exchanges > 5000, "only {exchanges} exchanges checked");
     }
 }

@@ -12,6 +12,7 @@ pub mod formats;
 pub mod infer;
 pub mod inspect;
 pub mod inventory;
+pub mod jsonw;
 pub mod kafka;
 pub mod metrics;
 pub mod observation;

@@ -121,7 +121,8 @@ struct EndpointObs<'a> {
 pub struct Observation<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    ts: String,
+    #[serde(rename = "ts", serialize_with = "ts_rfc3339")]
+    ts_us: i64,
     protocol: &'static str,
     flow_id: u64,
     client: Endpoint,
@@ -152,10 +153,24 @@ pub struct Observation<'a> {
     sensitive: Option<&'a [Finding]>,
 }
 
-/// RFC 3339 UTC timestamp with microseconds.
+/// The last instant RFC 3339 can write with a four-digit year (9999-12-31T23:59:59.999999Z).
+pub const MAX_TS_US: i64 = 253_402_300_799_999_999;
+
+/// RFC 3339 UTC timestamp with microseconds. Capture times come from the packet source
+/// (a pcapng file can claim any 64-bit time): they are clamped to 1970–9999, which humantime
+/// can write (it fails on later years).
 pub fn rfc3339(ts_us: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(ts_us.max(0) as u64);
-    humantime::format_rfc3339_micros(t).to_string()
+    rfc3339_display(ts_us).to_string()
+}
+
+fn rfc3339_display(ts_us: i64) -> humantime::Rfc3339Timestamp {
+    let us = ts_us.clamp(0, MAX_TS_US) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+    humantime::format_rfc3339_micros(t)
+}
+
+fn ts_rfc3339<S: serde::Serializer>(ts_us: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&rfc3339_display(*ts_us))
 }
 
 /// `clean`: bit `i` set when inspection found field `i` holds nothing sensitive.
@@ -227,7 +242,7 @@ impl<'a> Observation<'a> {
             .map(|r| (r.ts_us - req.ts_us).max(0) as f64 / 1000.0);
         Observation {
             kind: "http_exchange",
-            ts: rfc3339(req.ts_us),
+            ts_us: req.ts_us,
             protocol: match ex.protocol {
                 Protocol::Http1 => "HTTP/1.1",
                 Protocol::Http2 => "HTTP/2",
@@ -269,6 +284,195 @@ impl<'a> Observation<'a> {
     }
 }
 
+// --- Direct writing (the hot path; byte-identical to the serde form above) --------------------
+
+use crate::jsonw;
+
+impl Endpoint {
+    fn write(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"{\"ip\":");
+        jsonw::ip(o, self.ip);
+        o.extend_from_slice(b",\"port\":");
+        jsonw::uint(o, u64::from(self.port));
+        o.push(b'}');
+    }
+}
+
+impl Headers<'_> {
+    fn write(&self, o: &mut Vec<u8>) {
+        o.push(b'{');
+        let mut rest = &self.0[..];
+        let mut first = true;
+        while let Some((name, _)) = rest.first() {
+            let n = rest.iter().take_while(|(k, _)| k == name).count();
+            if !first {
+                o.push(b',');
+            }
+            first = false;
+            jsonw::str(o, name);
+            o.extend_from_slice(b":[");
+            for (i, (_, v)) in rest[..n].iter().enumerate() {
+                if i > 0 {
+                    o.push(b',');
+                }
+                jsonw::str(o, v);
+            }
+            o.push(b']');
+            rest = &rest[n..];
+        }
+        o.push(b'}');
+    }
+}
+
+impl RequestObs<'_> {
+    fn write(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"{\"method\":");
+        jsonw::str(o, self.method);
+        o.extend_from_slice(b",\"host\":");
+        jsonw::opt_str(o, self.host);
+        o.extend_from_slice(b",\"path\":");
+        jsonw::str(o, &self.path);
+        o.extend_from_slice(b",\"query\":");
+        jsonw::opt_str(o, self.query.as_deref());
+        o.extend_from_slice(b",\"version\":");
+        jsonw::str(o, self.version);
+        o.extend_from_slice(b",\"headers\":");
+        self.headers.write(o);
+        o.extend_from_slice(b",\"content_type\":");
+        jsonw::opt_str(o, self.content_type);
+        o.extend_from_slice(b",\"body_bytes\":");
+        jsonw::uint(o, self.body_bytes);
+        o.push(b'}');
+    }
+}
+
+impl ResponseObs<'_> {
+    fn write(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"{\"status\":");
+        jsonw::uint(o, u64::from(self.status));
+        o.extend_from_slice(b",\"headers\":");
+        self.headers.write(o);
+        o.extend_from_slice(b",\"content_type\":");
+        jsonw::opt_str(o, self.content_type);
+        o.extend_from_slice(b",\"body_bytes\":");
+        jsonw::uint(o, self.body_bytes);
+        if !self.interim.is_empty() {
+            o.extend_from_slice(b",\"interim\":[");
+            for (i, s) in self.interim.iter().enumerate() {
+                if i > 0 {
+                    o.push(b',');
+                }
+                jsonw::uint(o, u64::from(*s));
+            }
+            o.push(b']');
+        }
+        if !self.trailers.is_empty() {
+            o.extend_from_slice(b",\"trailers\":");
+            self.trailers.write(o);
+        }
+        o.push(b'}');
+    }
+}
+
+fn write_auth(o: &mut Vec<u8>, a: &AuthInfo) {
+    if a.jwt.is_some() {
+        return jsonw::serde(o, a);
+    }
+    o.extend_from_slice(b"{\"kind\":");
+    jsonw::str(o, a.kind.as_str());
+    o.extend_from_slice(b",\"name\":");
+    jsonw::opt_str(o, a.name.as_deref());
+    o.extend_from_slice(b",\"location\":");
+    jsonw::opt_str(o, a.location);
+    o.extend_from_slice(b",\"jwt\":null}");
+}
+
+impl Observation<'_> {
+    /// Appends the observation as one JSON object (no newline): the same bytes as
+    /// `serde_json::to_writer(out, self)`, written directly (see [`crate::jsonw`]).
+    pub fn write_json(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"{\"type\":");
+        jsonw::str(o, self.kind);
+        o.extend_from_slice(b",\"ts\":");
+        jsonw::rfc3339_micros(o, self.ts_us);
+        o.extend_from_slice(b",\"protocol\":");
+        jsonw::str(o, self.protocol);
+        o.extend_from_slice(b",\"flow_id\":");
+        jsonw::uint(o, self.flow_id);
+        o.extend_from_slice(b",\"client\":");
+        self.client.write(o);
+        o.extend_from_slice(b",\"server\":");
+        self.server.write(o);
+        if let Some(v) = self.vlan {
+            o.extend_from_slice(b",\"vlan\":");
+            jsonw::uint(o, u64::from(v));
+        }
+        if let Some(t) = &self.tunnel {
+            o.extend_from_slice(b",\"tunnel\":");
+            jsonw::serde(o, t);
+        }
+        if let Some(s) = self.stream_id {
+            o.extend_from_slice(b",\"stream_id\":");
+            jsonw::uint(o, u64::from(s));
+        }
+        o.extend_from_slice(b",\"request\":");
+        self.request.write(o);
+        o.extend_from_slice(b",\"response\":");
+        match &self.response {
+            Some(r) => r.write(o),
+            None => o.extend_from_slice(b"null"),
+        }
+        o.extend_from_slice(b",\"latency_ms\":");
+        jsonw::serde(o, &self.latency_ms);
+        o.extend_from_slice(b",\"gap\":");
+        jsonw::bool(o, self.gap);
+        if self.headers_incomplete {
+            o.extend_from_slice(b",\"headers_incomplete\":true");
+        }
+        if let Some(r) = self.reset {
+            o.extend_from_slice(b",\"reset\":");
+            jsonw::str(o, r);
+        }
+        if self.pushed {
+            o.extend_from_slice(b",\"pushed\":true");
+        }
+        if let Some(g) = &self.grpc {
+            o.extend_from_slice(b",\"grpc\":");
+            jsonw::serde(o, g);
+        }
+        if let Some(e) = &self.endpoint {
+            o.extend_from_slice(b",\"endpoint\":{\"host\":");
+            jsonw::str(o, e.host);
+            o.extend_from_slice(b",\"method\":");
+            jsonw::str(o, e.method);
+            o.extend_from_slice(b",\"template\":");
+            jsonw::str(o, e.template);
+            o.push(b'}');
+        }
+        if let Some(a) = self.auth {
+            o.extend_from_slice(b",\"auth\":");
+            write_auth(o, a);
+        }
+        if let Some(fs) = self.sensitive {
+            o.extend_from_slice(b",\"sensitive\":[");
+            for (i, f) in fs.iter().enumerate() {
+                if i > 0 {
+                    o.push(b',');
+                }
+                o.extend_from_slice(b"{\"type\":");
+                jsonw::str(o, f.kind.as_str());
+                o.extend_from_slice(b",\"location\":");
+                jsonw::str(o, f.location.as_str());
+                o.extend_from_slice(b",\"field\":");
+                jsonw::str(o, &f.field);
+                o.push(b'}');
+            }
+            o.push(b']');
+        }
+        o.push(b'}');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +499,7 @@ mod tests {
             rfc3339(1_700_000_000_123_456),
             "2023-11-14T22:13:20.123456Z"
         );
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000000Z");
     }
 }

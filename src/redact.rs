@@ -92,7 +92,8 @@ const NAME_CACHE_MAX: usize = 4096;
 pub struct Redactor {
     mode: Redaction,
     salt: Vec<u8>,
-    names: HashMap<Box<str>, bool>,
+    /// Names come from packet data: a keyed (per-process random seed) fast hasher.
+    names: HashMap<Box<str>, bool, foldhash::fast::RandomState>,
 }
 
 impl Redactor {
@@ -101,7 +102,7 @@ impl Redactor {
         Redactor {
             mode,
             salt: salt.to_vec(),
-            names: HashMap::new(),
+            names: HashMap::default(),
         }
     }
 

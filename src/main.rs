@@ -511,6 +511,14 @@ impl Run {
             std::fs::write(p, json)
                 .with_context(|| format!("cannot write stats to {}", p.display()))?;
         }
+        if s.worker_failures > 0 {
+            bail!(
+                "{} worker thread(s) stopped on an internal error (printed above): the exchanges \
+                 of their connections are missing from the outputs. This is a bug in apitap; \
+                 please report it with the capture",
+                s.worker_failures
+            );
+        }
         Ok(())
     }
 

@@ -57,6 +57,14 @@ pub struct Summary {
     /// others: this shows it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub worker_exchanges: Vec<u64>,
+    /// Worker threads that stopped on an internal error (a panic): their connections'
+    /// exchanges are missing, and the run fails.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub worker_failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Pipeline shape.
@@ -588,6 +596,8 @@ struct Workers {
     sink_errors: Arc<std::sync::atomic::AtomicU64>,
     /// The workers have ended their connections and stopped.
     stopped: bool,
+    /// Workers that ended in a panic.
+    failures: u64,
 }
 
 impl Workers {
@@ -650,6 +660,7 @@ impl Workers {
             sink_errors: sink.error_counter(),
             sink: Some(sink),
             stopped: false,
+            failures: 0,
         }
     }
 
@@ -712,7 +723,9 @@ impl Workers {
         }
         self.txs.clear(); // workers see the channel close, finish and flush
         for h in self.handles.drain(..) {
-            let _ = h.join();
+            if h.join().is_err() {
+                self.failures += 1;
+            }
         }
     }
 
@@ -733,6 +746,7 @@ impl Workers {
             }
         }
         s.engine.sink_errors += self.sink_errors.load(std::sync::atomic::Ordering::Relaxed);
+        s.worker_failures = self.failures;
         s
     }
 

@@ -503,3 +503,67 @@ fn replay_speed_follows_capture_time() {
     let e = String::from_utf8_lossy(&bad.stderr);
     assert!(e.contains("expected `max`, `realtime`"), "{e}");
 }
+
+/// A pcapng file can stamp a packet with any 64-bit time. Times past year 9999 made the
+/// timestamp formatter fail, and the observation's `to_string` panicked on it; now they are
+/// clamped and the exchanges still come out, stamped 9999-12-31.
+#[test]
+fn far_future_pcapng_timestamps_are_clamped_not_fatal() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/h1-nginx.pcap");
+    let mut cap = pcap::Capture::from_file(&src).unwrap();
+    let mut f = Vec::new();
+    let block = |f: &mut Vec<u8>, kind: u32, body: &[u8]| {
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        f.extend_from_slice(&kind.to_le_bytes());
+        f.extend_from_slice(&len.to_le_bytes());
+        f.extend_from_slice(body);
+        f.extend(std::iter::repeat_n(0, pad));
+        f.extend_from_slice(&len.to_le_bytes());
+    };
+    // Section header (byte-order magic, version 1.0, unknown length), then one Ethernet
+    // interface at the default µs resolution.
+    let mut shb = vec![];
+    shb.extend_from_slice(&0x1A2B3C4Du32.to_le_bytes());
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut f, 0x0A0D0D0A, &shb);
+    let mut idb = vec![1, 0, 0, 0];
+    idb.extend_from_slice(&65535u32.to_le_bytes());
+    block(&mut f, 1, &idb);
+    let mut n = 0u64;
+    while let Ok(p) = cap.next_packet() {
+        // Year ~21,000: past what RFC 3339's four-digit year can hold.
+        let ts: u64 = 600_000_000_000_000_000 + n;
+        n += 1;
+        let mut epb = vec![0, 0, 0, 0];
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&p.header.len.to_le_bytes());
+        epb.extend_from_slice(p.data);
+        block(&mut f, 6, &epb);
+    }
+    let file = tmp("far-future.pcapng");
+    std::fs::write(&file, &f).unwrap();
+    let out = tmp("far-future.jsonl");
+    let run = apitap()
+        .arg("replay")
+        .arg(&file)
+        .args(["-q", "--output"])
+        .arg(format!("jsonl:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first = text.lines().next().expect("no events");
+    assert!(
+        first.contains("\"ts\":\"9999-12-31T23:59:59.999999Z\""),
+        "{first}"
+    );
+    assert!(exchanges_in(&out).len() > 1000);
+}

@@ -18,6 +18,12 @@ use std::path::{Path, PathBuf};
 /// How long a live capture sleeps when the kernel has nothing for it.
 const IDLE_SLEEP_MS: u64 = 5;
 
+/// A record's time in µs since the epoch. A pcapng file can claim any 64-bit time, which as
+/// seconds × 10⁶ overflows: saturate instead.
+fn ts_us(sec: i64, usec: i64) -> i64 {
+    sec.saturating_mul(1_000_000).saturating_add(usec)
+}
+
 /// One captured frame, borrowed from libpcap's buffer until the next call.
 #[derive(Debug)]
 pub struct Frame<'a> {
@@ -159,7 +165,7 @@ pub struct PacketSource {
 fn frame<'a>(linktype: i32, p: &pcap::Packet<'a>) -> Frame<'a> {
     let h = p.header;
     Frame {
-        ts_us: h.ts.tv_sec * 1_000_000 + h.ts.tv_usec,
+        ts_us: ts_us(h.ts.tv_sec, h.ts.tv_usec),
         linktype,
         data: p.data,
         wire_len: h.len,
@@ -216,7 +222,7 @@ fn stream(
                     data.extend_from_slice(p.data);
                     let h = p.header;
                     let r = Rec {
-                        ts_us: h.ts.tv_sec * 1_000_000 + h.ts.tv_usec,
+                        ts_us: ts_us(h.ts.tv_sec, h.ts.tv_usec),
                         wire_len: h.len,
                         data,
                     };
@@ -705,6 +711,13 @@ fn proc_udp_drops(text: &str, ino: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_times_saturate_instead_of_overflowing() {
+        assert_eq!(ts_us(1_700_000_000, 123_456), 1_700_000_000_123_456);
+        assert_eq!(ts_us(i64::MAX / 1_000, 5), i64::MAX);
+        assert_eq!(ts_us(i64::MIN / 1_000, 0), i64::MIN);
+    }
 
     #[test]
     fn proc_net_udp_drops_by_inode() {

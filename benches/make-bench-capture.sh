@@ -4,10 +4,11 @@
 #   benches/make-bench-capture.sh [OUT.pcap] [EXCHANGES]
 #     OUT.pcap   default bench-data/api-mix.pcap (relative to the repo root; not committed)
 #     EXCHANGES  default 200000 (about 100 MB of capture at the default)
+#     CONNS      environment, default 32: connections of each GET load (POST loads: half)
 #
 # nginx (config from tests/data/nginx/, private prefix in a temp dir, 127.0.0.1 only)
-# is loaded by h2load: half of the exchanges over HTTP/1.1 with pipelining
-# (--h1 -m 8) on port 18080, half over h2c prior knowledge (-m 10) on 18081;
+# is loaded by four concurrent h2load runs: half of the exchanges over HTTP/1.1 with
+# pipelining (--h1 -m 8) on port 18080, half over h2c prior knowledge (-m 10) on 18081;
 # 90 % GETs of small JSON documents (and some 404s), 10 % small JSON POSTs.
 # tcpdump records both ports from loopback. nginx's JSON access log gives the
 # exchange count (written next to the capture as OUT.access.jsonl.gz).
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 OUT=${1:-$ROOT/bench-data/api-mix.pcap}
 N=${2:-200000}
+CONNS=${CONNS:-32}
 [ "$(id -u)" = 0 ] || die "run as root (tcpdump on lo)"
 [ "$N" -ge 1000 ] || die "EXCHANGES must be >= 1000"
 mkdir -p "$(dirname "$OUT")"
@@ -55,12 +57,22 @@ capture_start "$OUT" "tcp port 18080 or tcp port 18081"
 t0=$(date +%s.%N)
 mapfile -t U1 < <(urls "$H1")
 mapfile -t U2 < <(urls "$H2")
-h2load --h1 -n "$get_n" -c 8 -m 8 "${U1[@]}" | grep -E '^(finished|requests):' >&2
-h2load --h1 -n "$post_n" -c 4 -m 8 -d "$WORK/event.json" -H 'content-type: application/json' \
-    "$H1/v1/ingest" | grep -E '^requests:' >&2
-h2load -n "$get_n" -c 8 -m 10 "${U2[@]}" | grep -E '^(finished|requests):' >&2
-h2load -n "$post_n" -c 4 -m 10 -d "$WORK/event.json" -H 'content-type: application/json' \
-    "$H2/v1/ingest" | grep -E '^requests:' >&2
+# The four loads run at the same time, as a mirror port sees them: many connections live at
+# once (CONNS for the GET loads, half as many for the POST loads, per protocol). Run one after
+# another with few connections, a flow-pinned pipeline spends each phase waiting on whichever
+# worker drew more of that phase's connections.
+pids=()
+h2load --h1 -n "$get_n" -c "$CONNS" -m 8 "${U1[@]}" 2>&1 | grep -E '^(finished|requests):' >&2 &
+pids+=($!)
+h2load --h1 -n "$post_n" -c "$((CONNS / 2))" -m 8 -d "$WORK/event.json" -H 'content-type: application/json' \
+    "$H1/v1/ingest" 2>&1 | grep -E '^requests:' >&2 &
+pids+=($!)
+h2load -n "$get_n" -c "$CONNS" -m 10 "${U2[@]}" 2>&1 | grep -E '^(finished|requests):' >&2 &
+pids+=($!)
+h2load -n "$post_n" -c "$((CONNS / 2))" -m 10 -d "$WORK/event.json" -H 'content-type: application/json' \
+    "$H2/v1/ingest" 2>&1 | grep -E '^requests:' >&2 &
+pids+=($!)
+wait "${pids[@]}" # not the capture, which runs in the background too
 t1=$(date +%s.%N)
 capture_stop
 nginx_stop "$WORK/nginx"; sleep 0.5

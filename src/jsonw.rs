@@ -92,9 +92,20 @@ pub fn uint(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Writes a signed integer.
-pub fn int(out: &mut Vec<u8>, n: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+/// Writes `items` as a JSON array, each through `each`.
+pub fn seq<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, x);
+    }
+    out.push(b']');
 }
 
 /// Writes a boolean.
@@ -253,7 +264,7 @@ mod tests {
         let mut o = Vec::new();
         uint(&mut o, u64::MAX);
         o.push(b',');
-        int(&mut o, i64::MIN);
+        seq(&mut o, [1u64, 2], uint);
         o.push(b',');
         bool(&mut o, true);
         o.push(b',');
@@ -262,7 +273,7 @@ mod tests {
         serde(&mut o, &0.304f64);
         assert_eq!(
             String::from_utf8(o).unwrap(),
-            "18446744073709551615,-9223372036854775808,true,null,0.304"
+            "18446744073709551615,[1,2],true,null,0.304"
         );
     }
 }

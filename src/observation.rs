@@ -36,9 +36,14 @@ impl From<SocketAddr> for Endpoint {
 /// that building it costs one allocation.
 struct Headers<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Headers<'_> {
+impl<'a> Headers<'a> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The fields grouped by name (the vector is sorted by name): one group per JSON member.
+    fn groups(&self) -> impl Iterator<Item = &[(Cow<'a, str>, Cow<'a, str>)]> {
+        self.0.chunk_by(|a, b| a.0 == b.0)
     }
 }
 
@@ -52,11 +57,8 @@ impl Serialize for Headers<'_> {
             }
         }
         let mut m = s.serialize_map(None)?;
-        let mut rest = &self.0[..];
-        while let Some((name, _)) = rest.first() {
-            let n = rest.iter().take_while(|(k, _)| k == name).count();
-            m.serialize_entry(name, &Values(&rest[..n]))?;
-            rest = &rest[n..];
+        for g in self.groups() {
+            m.serialize_entry(&g[0].0, &Values(g))?;
         }
         m.end()
     }
@@ -301,24 +303,13 @@ impl Endpoint {
 impl Headers<'_> {
     fn write(&self, o: &mut Vec<u8>) {
         o.push(b'{');
-        let mut rest = &self.0[..];
-        let mut first = true;
-        while let Some((name, _)) = rest.first() {
-            let n = rest.iter().take_while(|(k, _)| k == name).count();
-            if !first {
+        for (i, g) in self.groups().enumerate() {
+            if i > 0 {
                 o.push(b',');
             }
-            first = false;
-            jsonw::str(o, name);
-            o.extend_from_slice(b":[");
-            for (i, (_, v)) in rest[..n].iter().enumerate() {
-                if i > 0 {
-                    o.push(b',');
-                }
-                jsonw::str(o, v);
-            }
-            o.push(b']');
-            rest = &rest[n..];
+            jsonw::str(o, &g[0].0);
+            o.push(b':');
+            jsonw::seq(o, g, |o, (_, v)| jsonw::str(o, v));
         }
         o.push(b'}');
     }
@@ -357,14 +348,8 @@ impl ResponseObs<'_> {
         o.extend_from_slice(b",\"body_bytes\":");
         jsonw::uint(o, self.body_bytes);
         if !self.interim.is_empty() {
-            o.extend_from_slice(b",\"interim\":[");
-            for (i, s) in self.interim.iter().enumerate() {
-                if i > 0 {
-                    o.push(b',');
-                }
-                jsonw::uint(o, u64::from(*s));
-            }
-            o.push(b']');
+            o.extend_from_slice(b",\"interim\":");
+            jsonw::seq(o, self.interim, |o, s| jsonw::uint(o, u64::from(*s)));
         }
         if !self.trailers.is_empty() {
             o.extend_from_slice(b",\"trailers\":");
@@ -454,11 +439,8 @@ impl Observation<'_> {
             write_auth(o, a);
         }
         if let Some(fs) = self.sensitive {
-            o.extend_from_slice(b",\"sensitive\":[");
-            for (i, f) in fs.iter().enumerate() {
-                if i > 0 {
-                    o.push(b',');
-                }
+            o.extend_from_slice(b",\"sensitive\":");
+            jsonw::seq(o, fs, |o, f| {
                 o.extend_from_slice(b"{\"type\":");
                 jsonw::str(o, f.kind.as_str());
                 o.extend_from_slice(b",\"location\":");
@@ -466,8 +448,7 @@ impl Observation<'_> {
                 o.extend_from_slice(b",\"field\":");
                 jsonw::str(o, &f.field);
                 o.push(b'}');
-            }
-            o.push(b']');
+            });
         }
         o.push(b'}');
     }

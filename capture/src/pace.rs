@@ -54,16 +54,6 @@ impl std::str::FromStr for Speed {
     }
 }
 
-impl std::fmt::Display for Speed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Speed::Max => f.write_str("max"),
-            Speed::Times(x) if *x == 1.0 => f.write_str("realtime"),
-            Speed::Times(x) => write!(f, "{x}x"),
-        }
-    }
-}
-
 /// What a wait ended with.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
@@ -91,11 +81,6 @@ impl Pacer {
             origin: None,
             latest: i64::MIN,
         }
-    }
-
-    /// The speed.
-    pub fn speed(&self) -> Speed {
-        self.speed
     }
 
     /// How long to wait now before the frame stamped `ts_us` is due.
@@ -150,8 +135,6 @@ mod tests {
             let e = bad.parse::<Speed>().unwrap_err().to_string();
             assert!(e.contains("expected `max`, `realtime`"), "{bad}: {e}");
         }
-        assert_eq!(Speed::Times(1.0).to_string(), "realtime");
-        assert_eq!(Speed::Times(4.0).to_string(), "4x");
     }
 
     #[test]

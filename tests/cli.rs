@@ -151,15 +151,24 @@ fn serve(listener: TcpListener) {
     });
 }
 
-#[test]
-fn live_capture_on_loopback_sees_real_exchanges() {
+/// A tiny HTTP server on a free loopback port (see [`serve`]) for the live-capture tests;
+/// `None` when not root, as capturing on `lo` needs CAP_NET_RAW.
+fn loopback_server() -> Option<u16> {
     if !is_root() {
-        eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
-        return;
+        return None;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     serve(listener);
+    Some(port)
+}
+
+#[test]
+fn live_capture_on_loopback_sees_real_exchanges() {
+    let Some(port) = loopback_server() else {
+        eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
+        return;
+    };
     let out = tmp("live.jsonl");
     let stats = tmp("live.stats.json");
     let mut child = apitap()
@@ -312,13 +321,10 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// leaves the rules in force, and the capture carries on; nothing is lost or duplicated.
 #[test]
 fn sighup_reopens_outputs_and_keeps_capturing() {
-    if !is_root() {
+    let Some(port) = loopback_server() else {
         eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
         return;
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    serve(listener);
+    };
     let out = tmp("hup.jsonl");
     let rotated = tmp("hup.1.jsonl");
     let policy = tmp("hup-policy.toml");
@@ -405,13 +411,10 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 /// it is ready.
 #[test]
 fn metrics_are_live_during_a_capture() {
-    if !is_root() {
+    let Some(port) = loopback_server() else {
         eprintln!("SKIPPED: live capture needs root (CAP_NET_RAW)");
         return;
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    serve(listener);
+    };
     let metrics = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("127.0.0.1:{}", l.local_addr().unwrap().port())

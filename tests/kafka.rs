@@ -459,6 +459,49 @@ fn fifo_replay(dir: &Path, extra: &[String]) -> (Apitap, std::fs::File) {
     }
 }
 
+/// A replay of h1-nginx.pcap fed through a FIFO, to a file and to Kafka topics under
+/// `topic`, with /metrics on a free port: the first third of the capture is written and its
+/// first events have reached the broker.
+struct Fed {
+    p: Apitap,
+    w: std::fs::File,
+    file: PathBuf,
+    metrics: String,
+    pcap: Pcap,
+    n: usize,
+}
+
+fn fed_replay(dir: &Path, broker: &Broker, topic: &str) -> Fed {
+    let file = dir.join("out.jsonl");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut extra = vec![
+        "--output".to_string(),
+        format!("jsonl:{}", file.display()),
+        "--metrics-listen".into(),
+        metrics.clone(),
+    ];
+    extra.extend(kafka_args(&broker.bootstrap(), topic));
+    let pcap = Pcap::read(&data("h1-nginx.pcap"));
+    let n = pcap.records.len();
+    let (p, mut w) = fifo_replay(dir, &extra);
+    w.write_all(&pcap.chunk(0, n / 3, true)).unwrap();
+    w.flush().unwrap();
+    let exchanges = format!("{topic}.exchanges");
+    wait_for(
+        "the first events in the topic",
+        Duration::from_secs(30),
+        || topic_count(&broker.bootstrap(), &exchanges).unwrap_or(0) > 0,
+    );
+    Fed {
+        p,
+        w,
+        file,
+        metrics,
+        pcap,
+        n,
+    }
+}
+
 fn outage_secs() -> u64 {
     std::env::var("APITAP_TEST_OUTAGE_SECS")
         .ok()
@@ -475,26 +518,14 @@ fn a_broker_outage_during_a_replay_loses_nothing() {
     }
     let dir = workdir("outage");
     let mut broker = Broker::start(&dir);
-    let file = dir.join("out.jsonl");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut extra = vec![
-        "--output".to_string(),
-        format!("jsonl:{}", file.display()),
-        "--metrics-listen".into(),
-        metrics.clone(),
-    ];
-    extra.extend(kafka_args(&broker.bootstrap(), "t2"));
-    let pcap = Pcap::read(&data("h1-nginx.pcap"));
-    let n = pcap.records.len();
-    let (mut p, mut w) = fifo_replay(&dir, &extra);
-
-    w.write_all(&pcap.chunk(0, n / 3, true)).unwrap();
-    w.flush().unwrap();
-    wait_for(
-        "the first events in the topic",
-        Duration::from_secs(30),
-        || topic_count(&broker.bootstrap(), "t2.exchanges").unwrap_or(0) > 0,
-    );
+    let Fed {
+        mut p,
+        mut w,
+        file,
+        metrics,
+        pcap,
+        n,
+    } = fed_replay(&dir, &broker, "t2");
     wait_for("/readyz to say ready", Duration::from_secs(20), || {
         http_get(&metrics, "/readyz").0 == 200
     });
@@ -684,26 +715,14 @@ fn a_stalled_broker_during_a_replay_loses_nothing() {
     const STALL: Duration = Duration::from_secs(8);
     let dir = workdir("stall");
     let broker = Broker::start(&dir);
-    let file = dir.join("out.jsonl");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut extra = vec![
-        "--output".to_string(),
-        format!("jsonl:{}", file.display()),
-        "--metrics-listen".into(),
-        metrics.clone(),
-    ];
-    extra.extend(kafka_args(&broker.bootstrap(), "t5"));
-    let pcap = Pcap::read(&data("h1-nginx.pcap"));
-    let n = pcap.records.len();
-    let (mut p, mut w) = fifo_replay(&dir, &extra);
-
-    w.write_all(&pcap.chunk(0, n / 3, true)).unwrap();
-    w.flush().unwrap();
-    wait_for(
-        "the first events in the topic",
-        Duration::from_secs(30),
-        || topic_count(&broker.bootstrap(), "t5.exchanges").unwrap_or(0) > 0,
-    );
+    let Fed {
+        mut p,
+        mut w,
+        file,
+        metrics,
+        pcap,
+        n,
+    } = fed_replay(&dir, &broker, "t5");
     // What has been delivered settles before the stall, so that the stall's check below
     // compares like with like.
     let mut last = None;

@@ -4,12 +4,13 @@
 //! one miss) and no extra one, every planted sensitive type must be reported on the endpoint
 //! that carries it, and none of the planted raw values may appear in any file the sensor
 //! writes — observations, inventory events, inventory, OpenAPI.
+#[path = "common/outputs.rs"]
+mod outputs;
 #[path = "common/scratch.rs"]
 mod scratch;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,20 +46,7 @@ struct Run {
 
 fn replay(tag: &str, extra: &[&str]) -> Run {
     let dir = tmpdir(tag);
-    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
-        .arg("replay")
-        .arg(data("rest-api.pcap"))
-        .arg("-o")
-        .arg(format!("jsonl:{}", dir.join("events.jsonl").display()))
-        .arg("--inventory")
-        .arg(dir.join("inventory.json"))
-        .arg("--openapi")
-        .arg(dir.join("openapi/"))
-        .arg("--stats-json")
-        .arg(dir.join("stats.json"))
-        .args(extra)
-        .output()
-        .expect("run apitap");
+    let out = outputs::replay_into(&dir, &data("rest-api.pcap"), extra);
     assert!(
         out.status.success(),
         "apitap failed: {}",

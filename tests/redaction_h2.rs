@@ -14,12 +14,13 @@
 //! stderr. The control: with `--redaction off` the values that travel where the sensor shows
 //! them (path, query, headers) do appear, so the check can fail. And the capture must really
 //! have been parsed as HTTP/2, every exchange of it, bodies decoded.
+#[path = "common/outputs.rs"]
+mod outputs;
 #[path = "common/scratch.rs"]
 mod scratch;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,20 +62,7 @@ impl Run {
 
 fn replay(tag: &str, extra: &[&str]) -> Run {
     let dir = scratch::dir(&format!("redh2-{tag}"), true);
-    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
-        .arg("replay")
-        .arg(data("rest-h2.pcap"))
-        .arg("--output")
-        .arg(format!("jsonl:{}", dir.join("events.jsonl").display()))
-        .arg("--inventory")
-        .arg(dir.join("inventory.json"))
-        .arg("--openapi")
-        .arg(dir.join("openapi/"))
-        .arg("--stats-json")
-        .arg(dir.join("stats.json"))
-        .args(extra)
-        .output()
-        .expect("run apitap");
+    let out = outputs::replay_into(&dir, &data("rest-h2.pcap"), extra);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "apitap failed: {stderr}");
     Run { dir, stderr }

@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod impair;
+pub mod outputs;
 pub mod scratch;

@@ -9,6 +9,8 @@
 //! `cargo bench --bench kafka` uses tests/data/h1-nginx.pcap; `cargo bench --bench kafka --
 //! FILE` another capture (bench-data/api-mix.pcap from benches/make-bench-capture.sh). Needs
 //! tansu (`scripts/kafka-broker.sh`); without it the bench says so and measures the file alone.
+#[path = "../tests/common/broker.rs"]
+mod broker;
 use apitap::engine::EngineConfig;
 use apitap::inspect::InspectConfig;
 use apitap::kafka::{KafkaArgs, KafkaUrl};
@@ -20,20 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-
-fn tansu() -> Option<PathBuf> {
-    let mut c: Vec<PathBuf> = Vec::new();
-    if let Ok(p) = std::env::var("APITAP_TANSU") {
-        c.push(p.into());
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        c.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-    }
-    if let Ok(h) = std::env::var("HOME") {
-        c.push(Path::new(&h).join(".cargo/bin/tansu"));
-    }
-    c.into_iter().find(|p| p.is_file())
-}
 
 struct Broker(Child);
 
@@ -126,7 +114,7 @@ fn main() {
         tf.as_secs_f64() * 1e3,
         events as f64 / tf.as_secs_f64()
     );
-    let Some(bin) = tansu() else {
+    let Some(bin) = broker::find_tansu() else {
         println!("kafka: tansu is not installed (scripts/kafka-broker.sh) — no comparison");
         return;
     };

@@ -19,8 +19,8 @@ pub fn skip() -> bool {
     false
 }
 
-/// The tansu binary; panics with the way out when it is missing.
-pub fn tansu() -> PathBuf {
+/// The tansu binary, if installed: `$APITAP_TANSU`, on `PATH`, or in cargo's bin directory.
+pub fn find_tansu() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(p) = std::env::var("APITAP_TANSU") {
         candidates.push(p.into());
@@ -34,7 +34,12 @@ pub fn tansu() -> PathBuf {
     if let Ok(h) = std::env::var("HOME") {
         candidates.push(Path::new(&h).join(".cargo/bin/tansu"));
     }
-    match candidates.into_iter().find(|p| p.is_file()) {
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The tansu binary; panics with the way out when it is missing.
+pub fn tansu() -> PathBuf {
+    match find_tansu() {
         Some(p) => p,
         None => panic!(
             "the Kafka tests need the tansu broker, which is not installed: run \

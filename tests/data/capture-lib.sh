@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared helpers for tests/data/make-captures.sh and benches/make-bench-capture.sh.
+# Shared helpers for the capture generators (tests/data/make-captures.sh, tests/data/rest/,
+# benches/make-bench-capture.sh).
 # Source it; it expects `set -euo pipefail` in the caller.
 
 APITAP_DATA_DIR="${APITAP_DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
@@ -32,6 +33,14 @@ pip_install_missing() {
             python3 -m pip install -q "$pkg"
         fi
     done
+}
+
+# Installs tshark if missing (optional: used only to verify captures); says `$1` when it
+# cannot be had. Non-interactive: the setuid-dumpcap question gets its default answer.
+tshark_install_optional() {
+    command -v tshark >/dev/null 2>&1 && return 0
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+    apt_install_missing tshark:tshark || log "tshark unavailable: $1"
 }
 
 # ---- ports / processes -------------------------------------------------------

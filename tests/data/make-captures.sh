@@ -21,11 +21,7 @@ want() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; r
 
 apt_install_missing nginx:nginx h2load:nghttp2-client nghttp:nghttp2-client \
     nghttpd:nghttp2-server nghttpx:nghttp2-proxy tcpdump:tcpdump curl:curl ss:iproute2
-command -v tshark >/dev/null 2>&1 || {
-    # optional, used only for verification; keep the install non-interactive
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-    apt_install_missing tshark:tshark || log "tshark unavailable: verification with tcpdump only"
-}
+tshark_install_optional "verification with tcpdump only"
 
 WORK=$(mktemp -d /tmp/apitap-captures.XXXXXX)
 PIDS=()

@@ -25,10 +25,7 @@ WANT=("$@")
 declare -A PORT=([rest]=18100 [risky]=18101 [clean]=18102)
 
 apt_install_missing tcpdump:tcpdump ss:iproute2
-command -v tshark >/dev/null 2>&1 || {
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-    apt_install_missing tshark:tshark || log "tshark unavailable: no tshark verification"
-}
+tshark_install_optional "no tshark verification"
 python3 -c 'import sys; assert sys.version_info >= (3, 10)' || die "python3 >= 3.10 needed"
 
 APITAP=${APITAP:-}

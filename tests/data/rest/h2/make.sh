@@ -21,10 +21,7 @@ ROOT=$(cd "$DATA/../.." && pwd)
 [ "$(id -u)" = 0 ] || die "run as root (tcpdump on lo)"
 PORT=18110
 apt_install_missing tcpdump:tcpdump curl:curl nghttp:nghttp2-client ss:iproute2
-command -v tshark >/dev/null 2>&1 || {
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-    apt_install_missing tshark:tshark || log "tshark unavailable: no tshark verification"
-}
+tshark_install_optional "no tshark verification"
 python3 -c 'import sys; assert sys.version_info >= (3, 10)' || die "python3 >= 3.10 needed"
 pip_install_missing h2:h2
 

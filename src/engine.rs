@@ -384,26 +384,39 @@ impl Engine {
     }
 }
 
+/// The HTTP session of a new connection. Its parser scope is the server as the sensor sees it
+/// (address, VLAN, tunnel scope): what servers behind one scope learn (response sizes) is
+/// shared, never across two VPCs that reuse addresses.
+pub fn session_for(flow: &FlowInfo) -> HttpSession {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    flow.server.hash(&mut h);
+    flow.vlan.hash(&mut h);
+    flow.tunnel.map(|t| t.scope).hash(&mut h);
+    HttpSession::new(flow.handshake_seen, h.finish())
+}
+
+/// Which side sent the first payload of a connection picked up midstream: `Some(true)` for a
+/// client (a request line or the HTTP/2 preface), `Some(false)` for a server (a status line).
+pub fn classify_first_payload(p: &[u8]) -> Option<bool> {
+    if p.starts_with(&PREFACE[..4]) || looks_like_request(p) {
+        Some(true)
+    } else if p.len() >= 8 && looks_like_response(p) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 impl FlowHandler for Engine {
     type State = HttpSession;
 
     fn open(&mut self, flow: &FlowInfo) -> HttpSession {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        flow.server.hash(&mut h);
-        flow.vlan.hash(&mut h);
-        flow.tunnel.map(|t| t.scope).hash(&mut h);
-        HttpSession::new(flow.handshake_seen, h.finish())
+        session_for(flow)
     }
 
     fn classify(&self, p: &[u8]) -> Option<bool> {
-        if p.starts_with(&PREFACE[..4]) || looks_like_request(p) {
-            Some(true)
-        } else if p.len() >= 8 && looks_like_response(p) {
-            Some(false)
-        } else {
-            None
-        }
+        classify_first_payload(p)
     }
 
     fn data(

@@ -1,7 +1,8 @@
 //! End-to-end replay benchmark: the whole pipeline (decode → flows → reassembly → HTTP parsing →
 //! inference → JSON lines written to /dev/null) against a bare libpcap read loop over the same
 //! file and, when installed, tshark dissecting HTTP on it — all measured in the same run.
-//! Variants: inference off/on, one worker (everything on one thread) and two workers.
+//! Variants: inference off/on, one worker (everything on one thread), and two workers with
+//! connections pinned to a worker throughout or with parsed exchanges shared with an idle one.
 //!
 //! `cargo bench --bench replay` uses tests/data/h1-nginx.pcap; pass another capture with
 //! `cargo bench --bench replay -- FILE` (e.g. one made by benches/make-bench-capture.sh).
@@ -64,7 +65,7 @@ fn main() {
         .expect("read capture");
         (n, b)
     });
-    let run = |workers: usize, inference: bool| {
+    let run = |workers: usize, inference: bool, share: bool| {
         let mut src = PacketSource::files(std::slice::from_ref(&file)).expect("open capture");
         let sinks = vec![sink::open(
             &OutputSpec::Jsonl("/dev/null".into()),
@@ -77,13 +78,14 @@ fn main() {
         };
         let cfg = PipelineConfig {
             workers,
+            share_exchanges: share,
             ..PipelineConfig::default()
         };
         let mut p = Pipeline::new(cfg, engine, sinks);
         p.run_source(&mut src, &stop, |_| {}).expect("replay");
         p.finish().expect("flush");
         let s = p.summary();
-        (s.engine.exchanges, s.worker_exchanges)
+        (s.engine.exchanges, (s.worker_exchanges, s.worker_finished))
     };
     let mb = bytes as f64 / 1e6;
     println!(
@@ -97,12 +99,22 @@ fn main() {
         packets as f64 / t_floor.as_secs_f64()
     );
     let mut one_on = None;
-    for (workers, inference) in [(1, false), (1, true), (2, true)] {
-        let (t, (exchanges, per_worker)) = best_of(runs, || run(workers, inference));
+    for (workers, inference, share) in [
+        (1, false, false),
+        (1, true, false),
+        (2, true, false),
+        (2, true, true),
+    ] {
+        let (t, (exchanges, (parsed, finished))) = best_of(runs, || run(workers, inference, share));
         let rate = exchanges as f64 / t.as_secs_f64();
         println!(
-            "apitap {workers} worker(s), inference {:<3}: {:>8.1} ms  {:>9.0} MB/s  {:>10.0} exchanges/s  ({exchanges} exchanges; {:.2}x the floor)",
+            "apitap {workers} worker(s), inference {:<3}{}: {:>8.1} ms  {:>9.0} MB/s  {:>10.0} exchanges/s  ({exchanges} exchanges; {:.2}x the floor)",
             if inference { "on" } else { "off" },
+            match (workers, share) {
+                (1, _) => "",
+                (_, false) => ", pinned",
+                (_, true) => ", shared",
+            },
             t.as_secs_f64() * 1e3,
             mb / t.as_secs_f64(),
             rate,
@@ -111,18 +123,20 @@ fn main() {
         if workers == 1 && inference {
             one_on = Some(t);
         } else if let Some(one) = one_on {
-            // Connections stay on one worker: with few heavy ones the split, not the pipeline,
-            // bounds the speed-up (the busiest worker's share of the exchanges).
-            let busiest = per_worker.iter().copied().max().unwrap_or(0);
-            let shares: Vec<String> = per_worker
-                .iter()
-                .map(|&n| format!("{:.0}%", n as f64 * 100.0 / exchanges.max(1) as f64))
-                .collect();
+            // Connections stay on one worker for parsing, so with few heavy ones the parsing
+            // split is uneven; inference and output are shared, and their split shows how far
+            // sharing evened the load out.
+            let shares = |per: &[u64]| {
+                per.iter()
+                    .map(|&n| format!("{:.0}%", n as f64 * 100.0 / exchanges.max(1) as f64))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
             println!(
-                "  {workers} workers vs 1 (inference on): {:.2}x; exchanges per worker {} (a perfect split would allow at most {:.2}x)",
+                "  {workers} workers vs 1 (inference on): {:.2}x; exchanges parsed per worker {}, inspected and written {}",
                 one.as_secs_f64() / t.as_secs_f64(),
-                shares.join(" / "),
-                exchanges as f64 / busiest.max(1) as f64
+                shares(&parsed),
+                shares(&finished),
             );
         }
     }

@@ -118,6 +118,9 @@ impl Default for Capture {
 pub struct PipelineSection {
     /// Worker threads; 0 = one per core.
     pub workers: usize,
+    /// Whether a worker with a backlog hands parsed exchanges to idle workers for inference
+    /// and output; unset = on for live capture, off for replay (see `PipelineConfig`).
+    pub share_exchanges: Option<bool>,
 }
 
 /// `[flows]`.
@@ -460,6 +463,7 @@ mod tests {
         all.capture.interface = Some(String::new());
         all.capture.bpf = Some(String::new());
         all.capture.vxlan_listen = "0.0.0.0:4789".parse().ok();
+        all.pipeline.share_exchanges = Some(true);
         all.capture.geneve_listen = "0.0.0.0:6081".parse().ok();
         all.redaction.salt = Some(String::new());
         all.outputs.stats_json = Some("x".into());

@@ -14,6 +14,7 @@ use apitap_parsers::http1::{looks_like_request, looks_like_response};
 use apitap_parsers::http2::PREFACE;
 use apitap_parsers::session::{HttpSession, Shared};
 use apitap_parsers::{ChunkMeta, Exchange, ParserConfig, ParserStats, Protocol};
+use crossbeam_channel::Sender;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -45,8 +46,11 @@ pub const LATENCY_BUCKETS_MS: [u64; 10] = [1, 5, 10, 50, 100, 500, 1000, 5000, 1
 /// Engine counters.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct EngineStats {
-    /// Exchanges emitted.
+    /// Exchanges emitted (parsed by this worker).
     pub exchanges: u64,
+    /// Exchanges whose inference and output this worker did (with several workers, some
+    /// parsed by another).
+    pub finished: u64,
     /// HTTP/1.x exchanges.
     pub exchanges_http1: u64,
     /// HTTP/2 exchanges.
@@ -75,6 +79,7 @@ impl EngineStats {
     /// Adds another engine's counters.
     pub fn add(&mut self, o: &EngineStats) {
         self.exchanges += o.exchanges;
+        self.finished += o.finished;
         self.exchanges_http1 += o.exchanges_http1;
         self.exchanges_http2 += o.exchanges_http2;
         self.without_response += o.without_response;
@@ -114,7 +119,12 @@ pub struct Engine {
     /// This engine's findings (absent when inference is off).
     pub findings: Option<crate::findings::Findings>,
     converted: Vec<u8>,
+    offload: Option<Sender<SharedExchange>>,
+    behind: bool,
 }
+
+/// An exchange handed from the worker that parsed it to whichever worker finishes it.
+pub struct SharedExchange(Exchange, FlowInfo);
 
 fn dir(d: Direction) -> apitap_parsers::Direction {
     match d {
@@ -138,6 +148,8 @@ impl Engine {
                 .filter(|_| cfg.inspect.is_some())
                 .map(|f| f.fork()),
             converted: Vec::new(),
+            offload: None,
+            behind: false,
             shared: Shared::new(cfg.parser),
             cfg,
             sinks,
@@ -149,99 +161,140 @@ impl Engine {
         }
     }
 
+    /// Lets this engine hand exchanges to other workers for inference and output (several
+    /// workers only): parsing must stay with the worker that owns the connection, but what
+    /// follows does not depend on the connection, so a worker with spare time can take it
+    /// over. Exchanges are handed over only while [`Engine::set_behind`] says this worker has
+    /// a backlog, and finished here when the queue is full.
+    pub fn share_with(&mut self, queue: Option<Sender<SharedExchange>>) {
+        self.offload = queue;
+        self.behind = false;
+    }
+
+    /// Whether this engine's worker has packets waiting. Only then are exchanges shared: a
+    /// worker that keeps up writes its connections' exchanges itself, in capture order;
+    /// shared ones are written in the order they are finished.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind;
+    }
+
     fn emit(&mut self, flow: &FlowInfo) {
         let mut exchanges = std::mem::take(&mut self.scratch);
         for ex in exchanges.drain(..) {
-            self.stats.exchanges += 1;
-            match ex.protocol {
-                Protocol::Http1 => self.stats.exchanges_http1 += 1,
-                Protocol::Http2 => self.stats.exchanges_http2 += 1,
+            self.count(&ex);
+            let ex = match &self.offload {
+                Some(q) if self.behind => match q.try_send(SharedExchange(ex, *flow)) {
+                    Ok(()) => continue,
+                    Err(e) => e.into_inner().0,
+                },
+                _ => ex,
+            };
+            self.finish(&ex, flow);
+        }
+        self.scratch = exchanges;
+    }
+
+    /// Inference and output of an exchange another worker parsed.
+    pub fn finish_shared(&mut self, x: SharedExchange) {
+        self.finish(&x.0, &x.1);
+    }
+
+    /// Counts a parsed exchange.
+    fn count(&mut self, ex: &Exchange) {
+        self.stats.exchanges += 1;
+        match ex.protocol {
+            Protocol::Http1 => self.stats.exchanges_http1 += 1,
+            Protocol::Http2 => self.stats.exchanges_http2 += 1,
+        }
+        if ex.response.is_none() {
+            self.stats.without_response += 1;
+        }
+        if ex.gap {
+            self.stats.with_gap += 1;
+        }
+    }
+
+    /// Inference, the observation and the inventory's record of one exchange.
+    fn finish(&mut self, ex: &Exchange, flow: &FlowInfo) {
+        self.stats.finished += 1;
+        // Measured here, not when parsed: a shared exchange may wait in the queue.
+        if self.cfg.live {
+            let done = ex.response.as_ref().map_or(ex.request.ts_us, |r| r.ts_us);
+            let delay_us = (crate::inventory::now_us() - done).max(0) as u64;
+            let ms = delay_us / 1000;
+            let i = LATENCY_BUCKETS_MS
+                .iter()
+                .position(|&b| ms < b)
+                .unwrap_or(LATENCY_BUCKETS_MS.len());
+            self.stats.processing_latency[i] += 1;
+            self.stats.processing_latency_sum_us += delay_us;
+        }
+        let mut ins = self.inspector.as_mut().map(|i| i.inspect(ex, flow.server));
+        if let Some(j) = ins.as_mut().and_then(|i| i.auth.jwt.as_mut()) {
+            self.redactor.jwt(j);
+        }
+        self.json.clear();
+        let obs = Observation::new(ex, flow, &mut self.redactor, ins.as_ref());
+        obs.write_json(&mut self.json);
+        // The derived serde form is the specification of the direct writer.
+        #[cfg(test)]
+        assert_eq!(
+            String::from_utf8_lossy(&self.json),
+            serde_json::to_string(&obs).unwrap_or_default()
+        );
+        drop(obs);
+        self.key.clear();
+        use std::fmt::Write;
+        match &ins {
+            Some(i) => {
+                let _ = write!(self.key, "{} {} {}", i.host, ex.request.method, i.template);
             }
-            if ex.response.is_none() {
-                self.stats.without_response += 1;
+            None => {
+                let _ = write!(self.key, "{}", flow.id);
             }
-            if ex.gap {
-                self.stats.with_gap += 1;
-            }
-            if self.cfg.live {
-                let done = ex.response.as_ref().map_or(ex.request.ts_us, |r| r.ts_us);
-                let delay_us = (crate::inventory::now_us() - done).max(0) as u64;
-                let ms = delay_us / 1000;
-                let i = LATENCY_BUCKETS_MS
-                    .iter()
-                    .position(|&b| ms < b)
-                    .unwrap_or(LATENCY_BUCKETS_MS.len());
-                self.stats.processing_latency[i] += 1;
-                self.stats.processing_latency_sum_us += delay_us;
-            }
-            let mut ins = self.inspector.as_mut().map(|i| i.inspect(&ex, flow.server));
-            if let Some(j) = ins.as_mut().and_then(|i| i.auth.jwt.as_mut()) {
-                self.redactor.jwt(j);
-            }
-            self.json.clear();
-            let obs = Observation::new(&ex, flow, &mut self.redactor, ins.as_ref());
-            obs.write_json(&mut self.json);
-            // The derived serde form is the specification of the direct writer.
-            #[cfg(test)]
-            assert_eq!(
-                String::from_utf8_lossy(&self.json),
-                serde_json::to_string(&obs).unwrap_or_default()
-            );
-            drop(obs);
-            self.key.clear();
-            use std::fmt::Write;
-            match &ins {
-                Some(i) => {
-                    let _ = write!(self.key, "{} {} {}", i.host, ex.request.method, i.template);
+        }
+        self.write(EventKind::Exchange);
+        if let Some(ins) = ins {
+            self.server.clear();
+            let _ = write!(self.server, "{}", flow.server);
+            if self.inventory.len() >= self.cfg.inventory.max_endpoints {
+                if let Some(i) = &self.inspector {
+                    self.inventory.compact(&i.templater);
                 }
-                None => {
-                    let _ = write!(self.key, "{}", flow.id);
-                }
             }
-            self.write(EventKind::Exchange);
-            if let Some(ins) = ins {
-                self.server.clear();
-                let _ = write!(self.server, "{}", flow.server);
-                if self.inventory.len() >= self.cfg.inventory.max_endpoints {
-                    if let Some(i) = &self.inspector {
-                        self.inventory.compact(&i.templater);
-                    }
-                }
-                let key = crate::inventory::EndpointKey::of(&ex, &ins);
-                let mut ch = self.inventory.record_under(&key, &ex, &self.server, &ins);
-                if ch.any() {
-                    self.first_announcements(&key, &mut ch);
-                    if let Some(e) = self.inventory.get(&key) {
-                        let evs = crate::inventory::events(&key, e, &ch, ex.request.ts_us);
-                        for ev in evs {
-                            self.json.clear();
-                            if serde_json::to_writer(&mut self.json, &ev).is_ok() {
-                                self.stats.inventory_events += 1;
-                                self.write(EventKind::Inventory);
-                            }
-                        }
-                    }
-                }
-                if let Some(f) = &mut self.findings {
-                    for ev in f.observe(&ex, &ins, &key, flow.server) {
-                        // One announcement per (endpoint, rule) across workers.
-                        use std::hash::{Hash, Hasher};
-                        let mut h = std::collections::hash_map::DefaultHasher::new();
-                        "finding".hash(&mut h);
-                        ev.get("id").map(|v| v.to_string()).hash(&mut h);
-                        if !self.announced.first(h.finish()) {
-                            continue;
-                        }
+            let key = crate::inventory::EndpointKey::of(ex, &ins);
+            let mut ch = self.inventory.record_under(&key, ex, &self.server, &ins);
+            if ch.any() {
+                self.first_announcements(&key, &mut ch);
+                if let Some(e) = self.inventory.get(&key) {
+                    let evs = crate::inventory::events(&key, e, &ch, ex.request.ts_us);
+                    for ev in evs {
                         self.json.clear();
                         if serde_json::to_writer(&mut self.json, &ev).is_ok() {
-                            self.stats.finding_events += 1;
-                            self.write(EventKind::Finding);
+                            self.stats.inventory_events += 1;
+                            self.write(EventKind::Inventory);
                         }
+                    }
+                }
+            }
+            if let Some(f) = &mut self.findings {
+                for ev in f.observe(ex, &ins, &key, flow.server) {
+                    // One announcement per (endpoint, rule) across workers.
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    "finding".hash(&mut h);
+                    ev.get("id").map(|v| v.to_string()).hash(&mut h);
+                    if !self.announced.first(h.finish()) {
+                        continue;
+                    }
+                    self.json.clear();
+                    if serde_json::to_writer(&mut self.json, &ev).is_ok() {
+                        self.stats.finding_events += 1;
+                        self.write(EventKind::Finding);
                     }
                 }
             }
         }
-        self.scratch = exchanges;
     }
 
     /// Shares the record of announced inventory facts with other engines.

@@ -189,6 +189,10 @@ struct Common {
     /// thread. [pipeline.workers]
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// With several workers, let a worker with a backlog hand parsed exchanges to idle ones
+    /// (default: on for capture, off for replay). [pipeline.share_exchanges]
+    #[arg(long, value_name = "BOOL")]
+    share_exchanges: Option<bool>,
     /// Serve Prometheus /metrics, /healthz, /readyz and /status here (e.g. 127.0.0.1:9464).
     /// [metrics.listen]
     #[arg(long, value_name = "ADDR")]
@@ -302,6 +306,9 @@ impl Common {
         }
         if let Some(v) = self.workers {
             l.set("pipeline.workers", v as i64);
+        }
+        if let Some(v) = self.share_exchanges {
+            l.set("pipeline.share_exchanges", v);
         }
         if let Some(v) = self.metrics_listen {
             l.set("metrics.listen", v.to_string());
@@ -422,6 +429,7 @@ impl Run {
         let cfg = PipelineConfig {
             workers,
             flows,
+            share_exchanges: c.pipeline.share_exchanges.unwrap_or(live),
             ..PipelineConfig::default()
         };
         Ok(Pipeline::new(cfg, engine, sinks))

@@ -1,6 +1,6 @@
 //! Drivers: read a source, push frames through decoding, the flow table and the engine, and
 //! summarise the run.
-use crate::engine::{Engine, EngineConfig, EngineStats};
+use crate::engine::{Engine, EngineConfig, EngineStats, SharedExchange};
 use crate::fanout::SinkThread;
 use crate::findings::Findings;
 use crate::infer::template::Templater;
@@ -57,6 +57,10 @@ pub struct Summary {
     /// others: this shows it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub worker_exchanges: Vec<u64>,
+    /// Exchanges each worker inspected and wrote: a worker with spare time takes over
+    /// exchanges a busier worker parsed, so these are more even than `worker_exchanges`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_finished: Vec<u64>,
     /// Worker threads that stopped on an internal error (a panic): their connections'
     /// exchanges are missing, and the run fails.
     #[serde(skip_serializing_if = "is_zero")]
@@ -81,6 +85,11 @@ pub struct PipelineConfig {
     pub queue_batches: usize,
     /// Tunnels, fragments.
     pub decode: apitap_capture::decode::DecodeConfig,
+    /// Several workers: a worker with a backlog hands parsed exchanges to idle workers for
+    /// inference and output ([`Engine::share_with`]). Balances a few heavy connections, at
+    /// the cost of capture order within a connection under load and of reproducible
+    /// announcements (which exchange first announces an endpoint depends on timing).
+    pub share_exchanges: bool,
 }
 
 impl Default for PipelineConfig {
@@ -91,6 +100,7 @@ impl Default for PipelineConfig {
             batch: 256,
             queue_batches: 32,
             decode: apitap_capture::decode::DecodeConfig::default(),
+            share_exchanges: false,
         }
     }
 }
@@ -496,6 +506,9 @@ enum Msg {
     Reload(Arc<crate::policy::Policy>, Arc<crate::owners::Owners>),
 }
 
+/// Parsed exchanges queued for whichever worker is free (see [`Engine::share_with`]).
+const SHARED_EXCHANGES: usize = 256;
+
 /// Counters a worker publishes on every tick and at exit.
 type Published = Arc<Mutex<Summary>>;
 
@@ -614,21 +627,34 @@ impl Workers {
         let mut published = Vec::new();
         let mut finals = Vec::new();
         let flows = cfg.flows.split(cfg.workers);
+        // Parsed exchanges any worker may finish; bounded because each can hold two body
+        // prefixes: SHARED_EXCHANGES × (2 × 64 KiB + heads) at most.
+        let (xtx, xrx) = bounded::<SharedExchange>(SHARED_EXCHANGES);
         for i in 0..cfg.workers {
             let fin: Arc<Mutex<Option<Shard>>> = Arc::default();
             let fin2 = Arc::clone(&fin);
             let (tx, rx) = bounded::<Msg>(cfg.queue_batches);
             let out = Published::default();
-            let e = Engine::new(engine.clone(), vec![Box::new(sink.sender())])
+            let mut e = Engine::new(engine.clone(), vec![Box::new(sink.sender())])
                 .with_announced(announced.clone());
+            if cfg.workers > 1 && cfg.share_exchanges {
+                e.share_with(Some(xtx.clone()));
+            }
             let mut table = FlowTable::new(flows, e);
             let free_tx = free_tx.clone();
             let pubd = Arc::clone(&out);
+            let xrx = xrx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("apitap-worker-{i}"))
                 .spawn(move || {
-                    worker_loop(&mut table, &rx, &free_tx, &pubd);
+                    worker_loop(&mut table, &rx, &xrx, &free_tx, &pubd);
+                    // The last connections are finished here; then this worker helps with
+                    // what others shared until every worker has stopped sharing.
+                    table.handler.share_with(None);
                     table.close_all();
+                    while let Ok(x) = xrx.recv() {
+                        table.handler.finish_shared(x);
+                    }
                     let _ = table.handler.flush();
                     if let Ok(mut p) = pubd.lock() {
                         *p = worker_summary(&table);
@@ -648,6 +674,7 @@ impl Workers {
             published.push(out);
             finals.push(fin);
         }
+        drop(xtx);
         let n = txs.len();
         Workers {
             txs,
@@ -743,6 +770,7 @@ impl Workers {
             if let Ok(p) = p.lock() {
                 s.add_worker(&p);
                 s.worker_exchanges.push(p.engine.exchanges);
+                s.worker_finished.push(p.engine.finished);
             }
         }
         s.engine.sink_errors += self.sink_errors.load(std::sync::atomic::Ordering::Relaxed);
@@ -781,12 +809,39 @@ impl Drop for Workers {
 fn worker_loop(
     table: &mut FlowTable<Engine>,
     rx: &Receiver<Msg>,
+    shared: &Receiver<SharedExchange>,
     free_tx: &Sender<Batch>,
     published: &Published,
 ) {
-    while let Ok(msg) = rx.recv() {
+    loop {
+        // Own packets first; shared exchanges only when there are none, so that a worker
+        // with light connections spends its spare time on a busy worker's exchanges.
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                crossbeam_channel::select! {
+                    recv(rx) -> m => match m {
+                        Ok(m) => m,
+                        Err(_) => return,
+                    },
+                    recv(shared) -> x => match x {
+                        Ok(x) => {
+                            table.handler.finish_shared(x);
+                            continue;
+                        }
+                        // Nobody shares (one worker): wait for packets only.
+                        Err(_) => match rx.recv() {
+                            Ok(m) => m,
+                            Err(_) => return,
+                        },
+                    }
+                }
+            }
+        };
         match msg {
             Msg::Segments(mut b) => {
+                table.handler.set_behind(!rx.is_empty());
                 for r in &b.segs {
                     let seg = TcpSegment {
                         src: r.src,
@@ -814,6 +869,10 @@ fn worker_loop(
                 }
             }
             Msg::Barrier(reply) => {
+                // What was parsed before the barrier is written before it.
+                while let Ok(x) = shared.try_recv() {
+                    table.handler.finish_shared(x);
+                }
                 let _ = reply.send(());
             }
             Msg::Reload(policy, owners) => {

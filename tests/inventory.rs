@@ -94,19 +94,66 @@ fn inventory_holds_every_real_template_and_no_extra() {
     assert!(extra.is_empty(), "extra templates: {extra:?}");
 }
 
+fn endpoint_counts(r: &Run) -> BTreeMap<Key, u64> {
+    r.inventory["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (key(e), e["count"].as_u64().unwrap()))
+        .collect()
+}
+
 #[test]
 fn same_inventory_with_two_workers() {
     let one = replay("w1", &["--workers", "1"]);
     let two = replay("w2", &["--workers", "2"]);
-    let keys = |r: &Run| -> BTreeMap<Key, u64> {
-        r.inventory["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (key(e), e["count"].as_u64().unwrap()))
-            .collect()
-    };
-    assert_eq!(keys(&one), keys(&two));
+    assert_eq!(endpoint_counts(&one), endpoint_counts(&two));
+}
+
+/// What each exchange line says about its request and response, without what inference added
+/// (an exchange seen before its template was learnt names the path it had).
+fn exchange_facts(r: &Run) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in std::fs::read_to_string(r.dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: Value = serde_json::from_str(l).unwrap();
+        if v["type"] == "http_exchange" {
+            let k = format!(
+                "{} {} {} {} {}",
+                v["ts"],
+                v["request"]["method"],
+                v["request"]["path"],
+                v["request"]["query"],
+                v["response"]["status"]
+            );
+            *m.entry(k).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// With exchanges shared between workers (live capture's default), the inventory is the one
+/// worker's, and every exchange is written exactly once. rest-api.pcap's connections all hash
+/// to one worker, so the other one only has work if exchanges are really handed over.
+#[test]
+fn same_inventory_and_exchanges_when_workers_share() {
+    let one = replay("share1", &["--workers", "1"]);
+    let two = replay("share2", &["--workers", "2", "--share-exchanges", "true"]);
+    assert_eq!(endpoint_counts(&one), endpoint_counts(&two));
+    let facts = exchange_facts(&one);
+    assert!(facts.values().sum::<usize>() > 1000);
+    assert_eq!(facts, exchange_facts(&two));
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(two.dir.join("stats.json")).unwrap()).unwrap();
+    let parsed: Vec<u64> = serde_json::from_value(stats["worker_exchanges"].clone()).unwrap();
+    let finished: Vec<u64> = serde_json::from_value(stats["worker_finished"].clone()).unwrap();
+    assert_eq!(parsed.iter().sum::<u64>(), finished.iter().sum::<u64>());
+    assert!(
+        parsed.iter().zip(&finished).any(|(p, f)| f > p),
+        "no worker finished exchanges another parsed: parsed {parsed:?}, finished {finished:?}"
+    );
 }
 
 #[test]

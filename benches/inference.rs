@@ -12,7 +12,7 @@
 //! criterion's "elem/s" reads as exchanges per second and its time as the cost of one pass.
 //! The inspector persists across iterations: templates are learnt in the first pass, as in a
 //! sensor that has been running for a while.
-use apitap::engine::{classify_first_payload, session_for};
+use apitap::engine::{chunk_meta, classify_first_payload, dir, session_for};
 use apitap::inspect::{InspectConfig, Inspector};
 use apitap::inventory::{EndpointKey, Inventory, InventoryConfig};
 use apitap::observation::Observation;
@@ -23,7 +23,7 @@ use apitap_capture::flow::{
 };
 use apitap_capture::source::{Event, PacketSource};
 use apitap_parsers::session::{HttpSession, Shared};
-use apitap_parsers::{ChunkMeta, Exchange, ParserConfig};
+use apitap_parsers::{Exchange, ParserConfig};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -41,13 +41,6 @@ impl Collect {
     }
 }
 
-fn dir(d: Direction) -> apitap_parsers::Direction {
-    match d {
-        Direction::ToServer => apitap_parsers::Direction::ToServer,
-        Direction::ToClient => apitap_parsers::Direction::ToClient,
-    }
-}
-
 impl FlowHandler for Collect {
     type State = HttpSession;
     fn open(&mut self, flow: &FlowInfo) -> HttpSession {
@@ -57,12 +50,13 @@ impl FlowHandler for Collect {
         classify_first_payload(p)
     }
     fn data(&mut self, st: &mut HttpSession, f: &FlowInfo, d: Direction, b: &[u8], i: ChunkInfo) {
-        let meta = ChunkMeta {
-            ts_us: i.ts_us,
-            offset: i.offset,
-            peer_ack: i.peer_ack,
-        };
-        st.on_data(dir(d), b, meta, &mut self.scratch, &mut self.shared);
+        st.on_data(
+            dir(d),
+            b,
+            chunk_meta(i),
+            &mut self.scratch,
+            &mut self.shared,
+        );
         self.keep(f);
     }
     fn gap(&mut self, st: &mut HttpSession, f: &FlowInfo, d: Direction, len: u64) {

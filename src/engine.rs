@@ -126,10 +126,21 @@ pub struct Engine {
 /// An exchange handed from the worker that parsed it to whichever worker finishes it.
 pub struct SharedExchange(Exchange, FlowInfo);
 
-fn dir(d: Direction) -> apitap_parsers::Direction {
+/// The parsers' name for a direction of the flow table's (the capture crate and the parsers
+/// do not depend on each other).
+pub fn dir(d: Direction) -> apitap_parsers::Direction {
     match d {
         Direction::ToServer => apitap_parsers::Direction::ToServer,
         Direction::ToClient => apitap_parsers::Direction::ToClient,
+    }
+}
+
+/// What the parsers need to know of a chunk of stream bytes the flow table delivers.
+pub fn chunk_meta(info: ChunkInfo) -> ChunkMeta {
+    ChunkMeta {
+        ts_us: info.ts_us,
+        offset: info.offset,
+        peer_ack: info.peer_ack,
     }
 }
 
@@ -480,12 +491,13 @@ impl FlowHandler for Engine {
         data: &[u8],
         info: ChunkInfo,
     ) {
-        let meta = ChunkMeta {
-            ts_us: info.ts_us,
-            offset: info.offset,
-            peer_ack: info.peer_ack,
-        };
-        st.on_data(dir(d), data, meta, &mut self.scratch, &mut self.shared);
+        st.on_data(
+            dir(d),
+            data,
+            chunk_meta(info),
+            &mut self.scratch,
+            &mut self.shared,
+        );
         if !self.scratch.is_empty() {
             self.emit(flow);
         }

@@ -4,12 +4,15 @@
 //! compared as multisets of (protocol, method, target, status); likewise when the underlay
 //! fragments the tunnel packets or the packets inside the tunnel are fragments. Two VNIs
 //! carrying the same inner addresses stay two sets of connections.
+#[path = "common/exchange_keys.rs"]
+mod exchange_keys;
 #[path = "common/scratch.rs"]
 mod scratch;
 #[path = "common/wrap.rs"]
 mod wrap;
 
 use apitap_capture::decode::{linktype, Decoder};
+use exchange_keys::{keys, Key};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,29 +62,6 @@ fn replay(pcap: &Path) -> (Vec<Value>, Value) {
         .collect();
     let stats = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     (obs, stats)
-}
-
-/// (protocol, method, request-target, status)
-type Key = (String, String, String, Option<u64>);
-
-fn keys(obs: &[Value]) -> BTreeMap<Key, usize> {
-    let mut m = BTreeMap::new();
-    for o in obs {
-        let r = &o["request"];
-        let mut target = r["path"].as_str().unwrap_or("").to_string();
-        if let Some(q) = r["query"].as_str() {
-            target.push('?');
-            target.push_str(q);
-        }
-        let k = (
-            o["protocol"].as_str().unwrap_or("?").to_string(),
-            r["method"].as_str().unwrap_or("").to_string(),
-            target,
-            o["response"]["status"].as_u64(),
-        );
-        *m.entry(k).or_default() += 1;
-    }
-    m
 }
 
 /// Per protocol: (matched, in the plain run only, in the wrapped run only).

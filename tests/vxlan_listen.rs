@@ -11,13 +11,15 @@
 //!
 //! Headers come from tests/common/wrap.rs (written from RFC 7348 and RFC 8926, independently
 //! of the decoder): the UDP payload of its wrapped frame is the datagram sent.
+#[path = "common/exchange_keys.rs"]
+mod exchange_keys;
 #[path = "common/scratch.rs"]
 mod scratch;
 #[path = "common/wrap.rs"]
 mod wrap;
 
+use exchange_keys::keys;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -42,29 +44,6 @@ fn data(name: &str) -> PathBuf {
 
 fn tmp(name: &str) -> PathBuf {
     scratch::dir("vxlan-listen", false).join(name)
-}
-
-/// (protocol, method, request-target, status), as in tests/tunnels.rs.
-type Key = (String, String, String, Option<u64>);
-
-fn keys(obs: &[Value]) -> BTreeMap<Key, usize> {
-    let mut m = BTreeMap::new();
-    for o in obs {
-        let r = &o["request"];
-        let mut target = r["path"].as_str().unwrap_or("").to_string();
-        if let Some(q) = r["query"].as_str() {
-            target.push('?');
-            target.push_str(q);
-        }
-        let k = (
-            o["protocol"].as_str().unwrap_or("?").to_string(),
-            r["method"].as_str().unwrap_or("").to_string(),
-            target,
-            o["response"]["status"].as_u64(),
-        );
-        *m.entry(k).or_default() += 1;
-    }
-    m
 }
 
 /// The http_exchange observations of a JSONL output.

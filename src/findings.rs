@@ -471,7 +471,8 @@ impl Evidence {
             }
         };
         if let Ev::Set(s) = &mut self.items[i].1 {
-            let v = if v.chars().count() > MAX_EVIDENCE_CHARS {
+            // A char is at least a byte: most values are shorter and skip the count.
+            let v = if v.len() > MAX_EVIDENCE_CHARS && v.chars().count() > MAX_EVIDENCE_CHARS {
                 Cow::Owned(v.chars().take(MAX_EVIDENCE_CHARS).collect())
             } else {
                 Cow::Borrowed(v)

@@ -41,7 +41,7 @@ pub enum Direction {
 /// Stored twice per tracked connection (in the index and in the entry), so it is packed: both
 /// addresses as 16 bytes (IPv4 as IPv4-mapped, told apart by a flag, since both ends of a
 /// connection share the family), 48 bytes against 80 for a pair of `SocketAddr`s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     lo_ip: [u8; 16],
     hi_ip: [u8; 16],
@@ -51,6 +51,22 @@ pub struct FlowKey {
     /// [`KEY_V4`], [`KEY_VLAN`].
     flags: u8,
     scope: u64,
+}
+
+/// One write of the packed key instead of the derived one write per field: the flow table
+/// hashes a key for every packet, and SipHash's per-write overhead was most of that cost.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let mut b = [0u8; 48];
+        b[..16].copy_from_slice(&self.lo_ip);
+        b[16..32].copy_from_slice(&self.hi_ip);
+        b[32..34].copy_from_slice(&self.lo_port.to_le_bytes());
+        b[34..36].copy_from_slice(&self.hi_port.to_le_bytes());
+        b[36..38].copy_from_slice(&self.vlan.to_le_bytes());
+        b[38] = self.flags;
+        b[40..].copy_from_slice(&self.scope.to_le_bytes());
+        h.write(&b);
+    }
 }
 
 const KEY_V4: u8 = 1;

@@ -14,9 +14,12 @@ use crate::pace::{Pacer, Waited};
 use crate::tunnel::{self, Tunnel, TunnelKind};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// How long a live capture sleeps when the kernel has nothing for it.
 const IDLE_SLEEP_MS: u64 = 5;
+/// How long a stopping UDP listener keeps reading what its socket still holds.
+const UDP_DRAIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A record's time in µs since the epoch. A pcapng file can claim any 64-bit time, which as
 /// seconds × 10⁶ overflows: saturate instead.
@@ -528,7 +531,17 @@ impl PacketSource {
             }
             Inner::Udp(u) => {
                 let mut report = Every::default();
-                while !stop.load(Ordering::Relaxed) {
+                let mut drain_until: Option<Instant> = None;
+                loop {
+                    // Datagrams already queued when the stop comes are read, not lost without
+                    // a count; a mirror that keeps sending cannot hold the stop up for long.
+                    match drain_until {
+                        None if stop.load(Ordering::Relaxed) => {
+                            drain_until = Some(Instant::now() + UDP_DRAIN);
+                        }
+                        Some(t) if Instant::now() >= t => break,
+                        _ => {}
+                    }
                     // A clock read per datagram is small next to the receive system call.
                     if report.due(true) {
                         f(Event::Drops(CaptureDrops {
@@ -566,6 +579,9 @@ impl PacketSource {
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if drain_until.is_some() {
+                                break;
+                            }
                             f(Event::Idle);
                             std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS));
                         }

@@ -170,3 +170,29 @@ fn listener_errors_name_the_address() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_stopping_listener_reads_what_its_socket_still_holds() {
+    let (mut src, addr) = loopback_listener(4 << 20);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frames = capture_frames("h1-nginx.pcap");
+    let n = 200usize;
+    for f in frames.iter().take(n) {
+        tx.send_to(&vxlan(7, f), addr).unwrap();
+    }
+    // The stop is already requested when the listener starts: everything queued is still
+    // read and counted, then it returns.
+    let stop = AtomicBool::new(true);
+    let mut seen = 0usize;
+    let started = Instant::now();
+    src.run(&stop, |ev| {
+        if let Event::Frame(_) = ev {
+            seen += 1;
+        }
+    })
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let d = src.drops().unwrap();
+    assert_eq!(d.kernel_dropped, 0, "{d:?}");
+    assert_eq!((seen, d.received), (n, n as u64));
+}

@@ -415,7 +415,11 @@ fn headers_vec(hs: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .map(|h| {
             (
                 h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
+                match std::str::from_utf8(h.value) {
+                    // The strict check is cheaper than the lossy one when nothing is invalid.
+                    Ok(v) => v.trim().to_string(),
+                    Err(_) => String::from_utf8_lossy(h.value).trim().to_string(),
+                },
             )
         })
         .collect()

@@ -412,7 +412,9 @@ impl<'c, 'a> Ctx<'c, 'a> {
         Ctx {
             cfg,
             vlan: None,
-            seen: 0,
+            // A tunnel its source already removed (a VXLAN/Geneve listener) is counted like
+            // one found in the frame.
+            seen: tunnel.map_or(0, |t| seen_bit(t.kind)),
             tunnel,
             frag: None,
         }
@@ -430,14 +432,7 @@ impl<'c, 'a> Ctx<'c, 'a> {
 
     /// Entering a tunnel found in an IP packet from `ip.0` to `ip.1`.
     fn enter(&mut self, kind: TunnelKind, id: Option<u32>, ip: (IpAddr, IpAddr)) {
-        self.seen |= match kind {
-            TunnelKind::Vxlan => SEEN_VXLAN,
-            TunnelKind::Geneve => SEEN_GENEVE,
-            TunnelKind::Gre => SEEN_GRE,
-            TunnelKind::ErspanI | TunnelKind::ErspanIi | TunnelKind::ErspanIii => SEEN_ERSPAN,
-            TunnelKind::IpInIp => SEEN_IPIP,
-            TunnelKind::GtpU => SEEN_GTPU,
-        };
+        self.seen |= seen_bit(kind);
         self.vlan = None;
         match &mut self.tunnel {
             Some(t) => t.push(kind, id),
@@ -464,6 +459,17 @@ impl<'c, 'a> Ctx<'c, 'a> {
                 *c += 1;
             }
         }
+    }
+}
+
+fn seen_bit(kind: TunnelKind) -> u16 {
+    match kind {
+        TunnelKind::Vxlan => SEEN_VXLAN,
+        TunnelKind::Geneve => SEEN_GENEVE,
+        TunnelKind::Gre => SEEN_GRE,
+        TunnelKind::ErspanI | TunnelKind::ErspanIi | TunnelKind::ErspanIii => SEEN_ERSPAN,
+        TunnelKind::IpInIp => SEEN_IPIP,
+        TunnelKind::GtpU => SEEN_GTPU,
     }
 }
 

@@ -130,6 +130,8 @@ fn vxlan_listener_yields_the_segments_of_the_capture() {
     assert_eq!(drops.undecodable, 1);
     assert_eq!(drops.kernel_dropped, 0);
     assert_eq!(dec.stats().tcp, want.len() as u64);
+    // The tunnel the listener removed is counted like one found in the frame.
+    assert_eq!(dec.stats().vxlan, frames.len() as u64);
 }
 
 #[test]

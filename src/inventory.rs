@@ -173,6 +173,10 @@ pub struct EndpointStats {
     pub response_schema: Schema,
     /// A concrete path seen, kept to re-resolve the template at export; never written out.
     example_path: String,
+    /// Hashes of the last request's and response's header-name lists whose names were all
+    /// recorded: most endpoints are called by one client library, so the same list comes
+    /// back and its names need not be looked up again (0: none).
+    known_names: [u64; 2],
 }
 
 const LATENCY_MAX_US: u64 = 600_000_000;
@@ -233,6 +237,7 @@ impl EndpointStats {
             request_schema: Schema::default(),
             response_schema: Schema::default(),
             example_path: example_path.chars().take(2048).collect(),
+            known_names: [0; 2],
         }
     }
 
@@ -335,6 +340,7 @@ impl EndpointStats {
         ins: &Insights,
         cfg: &InventoryConfig,
         stats: &mut InventoryStats,
+        names: [u64; 2],
     ) -> Changes {
         let mut ch = Changes::default();
         let req = &ex.request;
@@ -365,10 +371,16 @@ impl EndpointStats {
         for n in &ins.query {
             insert_capped(&mut self.query_params, n, cfg.max_names, d);
         }
-        for (n, _) in &req.headers {
-            if !n.starts_with(':') {
-                insert_lower(&mut self.request_headers, n, cfg.max_names, d);
+        if names[0] != self.known_names[0] {
+            let before = *d;
+            for (n, _) in &req.headers {
+                if !n.starts_with(':') {
+                    insert_lower(&mut self.request_headers, n, cfg.max_names, d);
+                }
             }
+            // A list with a name dropped at the cap is looked at again next time, so that
+            // every drop is counted.
+            self.known_names[0] = if *d == before { names[0] } else { 0 };
         }
         match &ex.response {
             Some(r) => {
@@ -382,10 +394,14 @@ impl EndpointStats {
                         d,
                     );
                 }
-                for (n, _) in &r.headers {
-                    if !n.starts_with(':') {
-                        insert_lower(&mut self.response_headers, n, cfg.max_names, d);
+                if names[1] != self.known_names[1] {
+                    let before = *d;
+                    for (n, _) in &r.headers {
+                        if !n.starts_with(':') {
+                            insert_lower(&mut self.response_headers, n, cfg.max_names, d);
+                        }
                     }
+                    self.known_names[1] = if *d == before { names[1] } else { 0 };
                 }
                 let lat = (r.ts_us - req.ts_us).clamp(1, LATENCY_MAX_US as i64) as u64;
                 if self.latency_us.is_none() {
@@ -503,6 +519,17 @@ fn schema_json(s: &Schema) -> Value {
     }
 }
 
+/// A hash of a message's header names in order (never 0, which means "none known").
+fn names_hash(b: &foldhash::fast::RandomState, headers: &[(String, String)]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = b.build_hasher();
+    for (n, _) in headers {
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish().max(1)
+}
+
 fn insert_lower(set: &mut BTreeSet<String>, n: &str, cap: usize, dropped: &mut u64) {
     if n.bytes().any(|b| b.is_ascii_uppercase()) {
         insert_capped(set, &n.to_ascii_lowercase(), cap, dropped)
@@ -559,6 +586,9 @@ impl Changes {
 pub struct Inventory {
     cfg: InventoryConfig,
     endpoints: HashMap<EndpointKey, EndpointStats>,
+    /// Keyed per shard, so header names cannot be chosen to collide with a known list and
+    /// go unrecorded.
+    names_hasher: foldhash::fast::RandomState,
     /// Counters.
     pub stats: InventoryStats,
 }
@@ -569,6 +599,7 @@ impl Inventory {
         Inventory {
             cfg,
             endpoints: HashMap::default(),
+            names_hasher: foldhash::fast::RandomState::default(),
             stats: InventoryStats::default(),
         }
     }
@@ -616,7 +647,13 @@ impl Inventory {
         let Some(e) = self.endpoints.get_mut(key) else {
             return Changes::default();
         };
-        let mut ch = e.record(ex, server, ins, &self.cfg, &mut self.stats);
+        let names = [
+            names_hash(&self.names_hasher, &ex.request.headers),
+            ex.response
+                .as_ref()
+                .map_or(0, |r| names_hash(&self.names_hasher, &r.headers)),
+        ];
+        let mut ch = e.record(ex, server, ins, &self.cfg, &mut self.stats, names);
         ch.discovered = discovered;
         ch
     }
@@ -726,4 +763,68 @@ pub fn events(key: &EndpointKey, e: &EndpointStats, ch: &Changes, ts_us: i64) ->
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{InspectConfig, Inspector};
+    use apitap_parsers::Request;
+
+    fn exchange(names: &[&str]) -> Exchange {
+        let req = Request {
+            ts_us: 1_000,
+            method: "GET".into(),
+            target: "/api/things".into(),
+            version: "HTTP/1.1".into(),
+            headers: names
+                .iter()
+                .map(|n| (n.to_string(), "x".to_string()))
+                .chain([("Host".to_string(), "api.example".to_string())])
+                .collect(),
+            ..Request::default()
+        };
+        Exchange::new(Protocol::Http1, req)
+    }
+
+    fn record(inv: &mut Inventory, ex: &Exchange) {
+        let server = "192.0.2.1:80".parse().unwrap();
+        let ins = Inspector::new(InspectConfig::default()).inspect(ex, server);
+        inv.record(ex, "192.0.2.1:80", &ins);
+    }
+
+    fn names(inv: &Inventory) -> Vec<String> {
+        let e = inv.endpoints.values().next().unwrap();
+        e.request_headers.iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_repeated_header_list_is_recorded_once_and_new_names_still_land() {
+        let mut inv = Inventory::new(InventoryConfig::default());
+        let a = exchange(&["Accept", "User-Agent"]);
+        record(&mut inv, &a);
+        record(&mut inv, &a);
+        assert_eq!(names(&inv), ["accept", "host", "user-agent"]);
+        // The same names in another order, and one more: both are looked at.
+        record(&mut inv, &exchange(&["User-Agent", "Accept"]));
+        record(&mut inv, &exchange(&["Accept", "User-Agent", "X-Trace"]));
+        assert_eq!(names(&inv), ["accept", "host", "user-agent", "x-trace"]);
+        assert_eq!(inv.stats.names_dropped, 0);
+    }
+
+    #[test]
+    fn names_dropped_at_the_cap_are_counted_every_time() {
+        let cfg = InventoryConfig {
+            max_names: 2,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::new(cfg);
+        let a = exchange(&["Accept", "User-Agent"]);
+        for _ in 0..3 {
+            record(&mut inv, &a);
+        }
+        // Two of the three names fit; the third is dropped, and counted, on each exchange.
+        assert_eq!(names(&inv).len(), 2);
+        assert_eq!(inv.stats.names_dropped, 3);
+    }
 }

@@ -92,14 +92,17 @@ impl FlowKey {
             Some(t) if by_tunnel => t.scope,
             _ => 0,
         };
-        let from_lo = (seg.src, seg.sport) <= (seg.dst, seg.dport);
+        // Both ends of a segment share the address family, so the packed bytes order the ends
+        // as the addresses do, without comparing `IpAddr` enums.
+        let (src, dst) = (ip_bytes(seg.src), ip_bytes(seg.dst));
+        let from_lo = (src, seg.sport) <= (dst, seg.dport);
         let (lo, hi) = if from_lo {
-            ((seg.src, seg.sport), (seg.dst, seg.dport))
+            ((src, seg.sport), (dst, seg.dport))
         } else {
-            ((seg.dst, seg.dport), (seg.src, seg.sport))
+            ((dst, seg.dport), (src, seg.sport))
         };
         let mut flags = 0;
-        if lo.0.is_ipv4() {
+        if seg.src.is_ipv4() {
             flags |= KEY_V4;
         }
         if seg.vlan.is_some() {
@@ -107,8 +110,8 @@ impl FlowKey {
         }
         (
             FlowKey {
-                lo_ip: ip_bytes(lo.0),
-                hi_ip: ip_bytes(hi.0),
+                lo_ip: lo.0,
+                hi_ip: hi.0,
                 lo_port: lo.1,
                 hi_port: hi.1,
                 vlan: seg.vlan.unwrap_or(0),

@@ -371,17 +371,14 @@ impl EndpointStats {
         for n in &ins.query {
             insert_capped(&mut self.query_params, n, cfg.max_names, d);
         }
-        if names[0] != self.known_names[0] {
-            let before = *d;
-            for (n, _) in &req.headers {
-                if !n.starts_with(':') {
-                    insert_lower(&mut self.request_headers, n, cfg.max_names, d);
-                }
-            }
-            // A list with a name dropped at the cap is looked at again next time, so that
-            // every drop is counted.
-            self.known_names[0] = if *d == before { names[0] } else { 0 };
-        }
+        record_names(
+            &mut self.request_headers,
+            &mut self.known_names[0],
+            names[0],
+            &req.headers,
+            cfg.max_names,
+            d,
+        );
         match &ex.response {
             Some(r) => {
                 *self.statuses.entry(r.status).or_default() += 1;
@@ -394,15 +391,14 @@ impl EndpointStats {
                         d,
                     );
                 }
-                if names[1] != self.known_names[1] {
-                    let before = *d;
-                    for (n, _) in &r.headers {
-                        if !n.starts_with(':') {
-                            insert_lower(&mut self.response_headers, n, cfg.max_names, d);
-                        }
-                    }
-                    self.known_names[1] = if *d == before { names[1] } else { 0 };
-                }
+                record_names(
+                    &mut self.response_headers,
+                    &mut self.known_names[1],
+                    names[1],
+                    &r.headers,
+                    cfg.max_names,
+                    d,
+                );
                 let lat = (r.ts_us - req.ts_us).clamp(1, LATENCY_MAX_US as i64) as u64;
                 if self.latency_us.is_none() {
                     self.latency_us = Histogram::new_with_bounds(1, LATENCY_MAX_US, 1).ok();
@@ -528,6 +524,30 @@ fn names_hash(b: &foldhash::fast::RandomState, headers: &[(String, String)]) -> 
         h.write_u8(0xff);
     }
     h.finish().max(1)
+}
+
+/// Records a message's header names (lower-cased, pseudo-headers left out) unless `hash`, the
+/// hash of its name list, is `known`: the last list whose names were all recorded.
+fn record_names(
+    set: &mut BTreeSet<String>,
+    known: &mut u64,
+    hash: u64,
+    headers: &[(String, String)],
+    cap: usize,
+    dropped: &mut u64,
+) {
+    if hash == *known {
+        return;
+    }
+    let before = *dropped;
+    for (n, _) in headers {
+        if !n.starts_with(':') {
+            insert_lower(set, n, cap, dropped);
+        }
+    }
+    // A list with a name dropped at the cap is looked at again next time, so that every drop
+    // is counted.
+    *known = if *dropped == before { hash } else { 0 };
 }
 
 fn insert_lower(set: &mut BTreeSet<String>, n: &str, cap: usize, dropped: &mut u64) {

@@ -57,8 +57,9 @@ pub struct Summary {
     /// others: this shows it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub worker_exchanges: Vec<u64>,
-    /// Exchanges each worker inspected and wrote: a worker with spare time takes over
-    /// exchanges a busier worker parsed, so these are more even than `worker_exchanges`.
+    /// Exchanges each worker inspected and wrote: with `share_exchanges`, a worker with spare
+    /// time takes over exchanges a busier worker parsed, so these are more even than
+    /// `worker_exchanges`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub worker_finished: Vec<u64>,
     /// Worker threads that stopped on an internal error (a panic): their connections'
@@ -629,7 +630,9 @@ impl Workers {
         let flows = cfg.flows.split(cfg.workers);
         // Parsed exchanges any worker may finish; bounded because each can hold two body
         // prefixes: SHARED_EXCHANGES × (2 × 64 KiB + heads) at most.
-        let (xtx, xrx) = bounded::<SharedExchange>(SHARED_EXCHANGES);
+        let (xtx, xrx) = (cfg.workers > 1 && cfg.share_exchanges)
+            .then(|| bounded::<SharedExchange>(SHARED_EXCHANGES))
+            .unzip();
         for i in 0..cfg.workers {
             let fin: Arc<Mutex<Option<Shard>>> = Arc::default();
             let fin2 = Arc::clone(&fin);
@@ -637,9 +640,7 @@ impl Workers {
             let out = Published::default();
             let mut e = Engine::new(engine.clone(), vec![Box::new(sink.sender())])
                 .with_announced(announced.clone());
-            if cfg.workers > 1 && cfg.share_exchanges {
-                e.share_with(Some(xtx.clone()));
-            }
+            e.share_with(xtx.clone());
             let mut table = FlowTable::new(flows, e);
             let free_tx = free_tx.clone();
             let pubd = Arc::clone(&out);
@@ -647,13 +648,15 @@ impl Workers {
             let h = std::thread::Builder::new()
                 .name(format!("apitap-worker-{i}"))
                 .spawn(move || {
-                    worker_loop(&mut table, &rx, &xrx, &free_tx, &pubd);
+                    worker_loop(&mut table, &rx, xrx.as_ref(), &free_tx, &pubd);
                     // The last connections are finished here; then this worker helps with
                     // what others shared until every worker has stopped sharing.
                     table.handler.share_with(None);
                     table.close_all();
-                    while let Ok(x) = xrx.recv() {
-                        table.handler.finish_shared(x);
+                    if let Some(xrx) = &xrx {
+                        while let Ok(x) = xrx.recv() {
+                            table.handler.finish_shared(x);
+                        }
                     }
                     let _ = table.handler.flush();
                     if let Ok(mut p) = pubd.lock() {
@@ -806,39 +809,42 @@ impl Drop for Workers {
     }
 }
 
+/// The worker's next message. With sharing on, own packets come first and shared exchanges
+/// are finished only while there are none, so that a worker with light connections spends
+/// its spare time on a busy worker's exchanges.
+fn next_msg(
+    table: &mut FlowTable<Engine>,
+    rx: &Receiver<Msg>,
+    shared: Option<&Receiver<SharedExchange>>,
+) -> Option<Msg> {
+    let Some(shared) = shared else {
+        return rx.recv().ok();
+    };
+    loop {
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        crossbeam_channel::select! {
+            recv(rx) -> m => return m.ok(),
+            recv(shared) -> x => match x {
+                Ok(x) => table.handler.finish_shared(x),
+                // Cannot happen while this worker's own engine shares; wait for packets.
+                Err(_) => return rx.recv().ok(),
+            }
+        }
+    }
+}
+
 fn worker_loop(
     table: &mut FlowTable<Engine>,
     rx: &Receiver<Msg>,
-    shared: &Receiver<SharedExchange>,
+    shared: Option<&Receiver<SharedExchange>>,
     free_tx: &Sender<Batch>,
     published: &Published,
 ) {
-    loop {
-        // Own packets first; shared exchanges only when there are none, so that a worker
-        // with light connections spends its spare time on a busy worker's exchanges.
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
-                crossbeam_channel::select! {
-                    recv(rx) -> m => match m {
-                        Ok(m) => m,
-                        Err(_) => return,
-                    },
-                    recv(shared) -> x => match x {
-                        Ok(x) => {
-                            table.handler.finish_shared(x);
-                            continue;
-                        }
-                        // Nobody shares (one worker): wait for packets only.
-                        Err(_) => match rx.recv() {
-                            Ok(m) => m,
-                            Err(_) => return,
-                        },
-                    }
-                }
-            }
-        };
+    while let Some(msg) = next_msg(table, rx, shared) {
         match msg {
             Msg::Segments(mut b) => {
                 table.handler.set_behind(!rx.is_empty());
@@ -870,7 +876,7 @@ fn worker_loop(
             }
             Msg::Barrier(reply) => {
                 // What was parsed before the barrier is written before it.
-                while let Ok(x) = shared.try_recv() {
+                while let Some(x) = shared.and_then(|s| s.try_recv().ok()) {
                     table.handler.finish_shared(x);
                 }
                 let _ = reply.send(());
